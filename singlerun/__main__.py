@@ -1,0 +1,3 @@
+from singlerun.cli import main
+
+raise SystemExit(main())

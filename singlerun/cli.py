@@ -1,0 +1,208 @@
+"""The command line (click only): parse options into a config, call one function per
+subcommand, and turn every error into one `singlerun: ...` line and its exit code."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import click
+
+from singlerun import __version__
+from singlerun.durations import parse_duration
+from singlerun.errors import SinglerunError, UsageError
+from singlerun.exitcodes import ExitCode
+
+RUN_EPILOG = """\b
+Examples:
+  singlerun -n nightly -g backups -- ./backup.sh --full
+  singlerun --wait --wait-timeout 10m -n deploy -- ./deploy.sh
+  singlerun -- ./sync.sh          # key derived from the command, like run-one
+\b
+Subcommands (singlerun COMMAND --help):
+  run      the same as the form above
+\b
+Exit status: the command's own; 128+N if it was killed by signal N; 75 if the key is
+taken (--conflict-exit-code); 125 if singlerun failed; 126 command not executable;
+127 command not found; 2 usage error.
+"""
+
+
+class Duration(click.ParamType):
+    name = "DURATION"
+
+    def convert(
+        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
+    ) -> float:
+        if isinstance(value, float):
+            return value
+        try:
+            return parse_duration(str(value))
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
+
+
+def _lock_dir_option(f: Any) -> Any:
+    return click.option(
+        "--lock-dir",
+        envvar="SINGLERUN_LOCK_DIR",
+        show_envvar=True,
+        metavar="DIR",
+        help="Directory of lock files and records "
+        "[default: $XDG_RUNTIME_DIR/singlerun, else /tmp/singlerun-UID].",
+    )(f)
+
+
+class SinglerunGroup(click.Group):
+    """`singlerun [OPTIONS] COMMAND...` means `singlerun run [OPTIONS] COMMAND...`."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if not args or (args[0] not in self.commands and args[0] != "--version"):
+            args = ["run", *args]
+        return super().parse_args(ctx, args)
+
+
+class RunCommand(click.Command):
+    def format_usage(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        formatter.write_usage("singlerun", "[OPTIONS] [--] COMMAND [ARG]...")
+        formatter.write_usage("singlerun", "run|status|stop|clean|history [OPTIONS] ...", "   or:")
+
+
+@click.group(cls=SinglerunGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(
+    __version__, "--version", prog_name="singlerun", message="%(prog)s %(version)s"
+)
+def cli() -> None:
+    """Run at most one instance of a job at a time."""
+
+
+@cli.command(
+    "run",
+    cls=RunCommand,
+    epilog=RUN_EPILOG,
+    context_settings={"allow_interspersed_args": False},
+)
+@click.option(
+    "-n",
+    "--name",
+    envvar="SINGLERUN_NAME",
+    show_envvar=True,
+    help="Job name (with the group, the key) [default: derived from COMMAND].",
+)
+@click.option(
+    "-g",
+    "--group",
+    envvar="SINGLERUN_GROUP",
+    show_envvar=True,
+    default="default",
+    show_default=True,
+    help="Job group.",
+)
+@click.option(
+    "--wait",
+    is_flag=True,
+    envvar="SINGLERUN_WAIT",
+    show_envvar=True,
+    help="If the key is taken, queue (first come, first served) until it is free.",
+)
+@click.option(
+    "--wait-timeout",
+    type=Duration(),
+    envvar="SINGLERUN_WAIT_TIMEOUT",
+    show_envvar=True,
+    help="Give up waiting after DURATION (implies --wait).",
+)
+@click.option(
+    "--conflict-exit-code",
+    type=click.IntRange(0, 255),
+    default=int(ExitCode.CONFLICT),
+    envvar="SINGLERUN_CONFLICT_EXIT_CODE",
+    show_envvar=True,
+    show_default=True,
+    metavar="N",
+    help="Exit status when the key is taken or the wait times out.",
+)
+@click.option(
+    "-o",
+    "--close",
+    is_flag=True,
+    envvar="SINGLERUN_CLOSE",
+    show_envvar=True,
+    help="Do not let the job inherit the lock (for jobs that leave daemons behind; "
+    "if singlerun is killed, the key frees at once even though the job runs on).",
+)
+@_lock_dir_option
+@click.option(
+    "-q",
+    "--quiet",
+    is_flag=True,
+    envvar="SINGLERUN_QUIET",
+    show_envvar=True,
+    help="No conflict message, no stale-lock warning.",
+)
+@click.option(
+    "-v",
+    "--verbose",
+    is_flag=True,
+    envvar="SINGLERUN_VERBOSE",
+    show_envvar=True,
+    help="Say what singlerun does.",
+)
+@click.argument("command", nargs=-1, type=click.UNPROCESSED)
+def run_cmd(
+    command: tuple[str, ...],
+    name: str | None,
+    group: str,
+    wait: bool,
+    wait_timeout: float | None,
+    conflict_exit_code: int,
+    close: bool,
+    lock_dir: str | None,
+    quiet: bool,
+    verbose: bool,
+) -> int:
+    """Run COMMAND unless another instance of its job is running.
+
+    The key (GROUP, NAME) is locked for as long as COMMAND runs; a second
+    instance with the same key exits 75 at once, or queues with --wait.
+    """
+    from singlerun import lockdir, runner
+    from singlerun.keys import JobKey
+
+    if not command:
+        raise UsageError("no command given (see singlerun --help)")
+    argv = list(command)
+    key = JobKey.make(group, name) if name is not None else JobKey.for_command(group, argv)
+    cfg = runner.RunConfig(
+        command=argv,
+        key=key,
+        lock_dir=lock_dir or lockdir.default_lock_dir(),
+        wait=wait or wait_timeout is not None,
+        wait_timeout=wait_timeout,
+        conflict_exit_code=conflict_exit_code,
+        close=close,
+        quiet=quiet,
+        verbose=verbose,
+    )
+    return runner.run(cfg)
+
+
+def _say(message: str) -> None:
+    if message:
+        print(f"singlerun: {message}", file=sys.stderr, flush=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        result = cli.main(args=argv, prog_name="singlerun", standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        return exc.exit_code
+    except click.exceptions.Abort:
+        return ExitCode.SIGNAL_BASE + 2
+    except click.ClickException as exc:
+        _say(" ".join(exc.format_message().split()))
+        return ExitCode.USAGE
+    except SinglerunError as exc:
+        _say(exc.message)
+        return exc.exit_code
+    return result if isinstance(result, int) else 0

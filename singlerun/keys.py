@@ -1,0 +1,96 @@
+"""Job keys (group, name): validation, the name derived from a command, safe file names."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+
+from singlerun.errors import UsageError
+
+MAX_LEN = 200
+DEFAULT_GROUP = "default"
+# Bytes kept as they are in file names; everything else becomes %XX. '.' is not among them,
+# so it can separate group from name, and '~' marks hashed stems: the encoding stays injective.
+_SAFE = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-")
+# Longer stems are hashed so that stem + suffix stays well under NAME_MAX (255 bytes).
+_MAX_STEM = 160
+
+
+def _check(kind: str, value: str) -> None:
+    if not value:
+        raise UsageError(f"the job {kind} must not be empty")
+    if len(value) > MAX_LEN:
+        raise UsageError(f"the job {kind} is longer than {MAX_LEN} characters")
+    bad = next((c for c in value if ord(c) < 0x20 or 0x7F <= ord(c) < 0xA0), None)
+    if bad is not None:
+        raise UsageError(f"the job {kind} contains the control character {bad!r}")
+    if any(0xD800 <= ord(c) < 0xE000 for c in value):
+        raise UsageError(f"the job {kind} is not valid UTF-8 text")
+
+
+def _encode(text: str) -> str:
+    return "".join(chr(b) if b in _SAFE else f"%{b:02X}" for b in text.encode())
+
+
+def _decode(part: str) -> str | None:
+    try:
+        raw = bytearray()
+        i = 0
+        while i < len(part):
+            if part[i] == "%":
+                raw.append(int(part[i + 1 : i + 3], 16))
+                i += 3
+            else:
+                raw.append(ord(part[i]))
+                i += 1
+        return raw.decode()
+    except (ValueError, UnicodeDecodeError):
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class JobKey:
+    group: str
+    name: str
+
+    @classmethod
+    def make(cls, group: str, name: str) -> JobKey:
+        _check("group", group)
+        _check("name", name)
+        return cls(group, name)
+
+    @classmethod
+    def for_command(cls, group: str, argv: list[str]) -> JobKey:
+        """run-one's key: the program's basename, plus a hash of the whole argv if it has args."""
+        base = os.path.basename(argv[0].rstrip("/")) or argv[0]
+        base = "".join(c if ord(c) >= 0x20 and c != "\x7f" else "?" for c in base)
+        base = base.encode(errors="replace").decode()[:100]
+        if len(argv) > 1:
+            digest = hashlib.sha256("\0".join(argv).encode(errors="surrogateescape"))
+            base = f"{base}-{digest.hexdigest()[:10]}"
+        return cls.make(group, base)
+
+    def __str__(self) -> str:
+        return f"{self.group}/{self.name}"
+
+    @property
+    def stem(self) -> str:
+        """The file-name stem of this key's files: distinct keys never share one."""
+        stem = f"{_encode(self.group)}.{_encode(self.name)}"
+        if len(stem) <= _MAX_STEM:
+            return stem
+        digest = hashlib.sha256(f"{self.group}\0{self.name}".encode()).hexdigest()
+        return f"~{digest}"
+
+    @staticmethod
+    def from_stem(stem: str) -> JobKey | None:
+        """The key a stem encodes, or None for hashed or foreign stems."""
+        group, dot, name = stem.partition(".")
+        if not dot or "." in name:
+            return None
+        g, n = _decode(group), _decode(name)
+        if not g or not n:
+            return None
+        key = JobKey(g, n)
+        return key if key.stem == stem else None

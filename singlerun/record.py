@@ -1,0 +1,93 @@
+"""The owner record: who holds (or waits for) a key. Pure encode/parse, no I/O.
+
+Format: a header line `singlerun-record <version>`, then one JSON object. `parse` never
+raises: anything malformed, truncated or of another version is None, and unknown fields are
+ignored so that newer writers stay readable.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import MISSING, asdict, dataclass, field, fields, replace
+
+VERSION = 1
+_HEADER = b"singlerun-record "
+MAX_SIZE = 64 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    job_id: str
+    group: str
+    name: str
+    pid: int  # the singlerun supervisor
+    host: str
+    user: str
+    started_at: float  # epoch seconds: when the job started, or a waiter began to wait
+    command: list[str] = field(default_factory=list)
+    pid_started: float | None = None  # the supervisor's start time, to tell PID reuse
+    child_pid: int | None = None  # the job; also its process group ID
+    child_started: float | None = None
+    token: str = ""  # the lease's token (fencing token on network stores)
+    ttl: float | None = None  # lease TTL; None: held by a kernel lock, no expiry
+
+    def with_child(self, pid: int, started: float | None) -> Record:
+        return replace(self, child_pid=pid, child_started=started)
+
+
+_TYPES: dict[str, tuple[type, ...]] = {
+    "job_id": (str,),
+    "group": (str,),
+    "name": (str,),
+    "pid": (int,),
+    "pid_started": (int, float, type(None)),
+    "host": (str,),
+    "user": (str,),
+    "started_at": (int, float),
+    "command": (list,),
+    "child_pid": (int, type(None)),
+    "child_started": (int, float, type(None)),
+    "token": (str,),
+    "ttl": (int, float, type(None)),
+}
+_REQUIRED = {f.name for f in fields(Record) if f.default is MISSING is f.default_factory}
+
+
+def encode(record: Record) -> bytes:
+    body = json.dumps(asdict(record), ensure_ascii=True, separators=(",", ":"))
+    return _HEADER + str(VERSION).encode() + b"\n" + body.encode() + b"\n"
+
+
+def parse(data: bytes) -> Record | None:
+    try:
+        header, _, body = data.partition(b"\n")
+        if not header.startswith(_HEADER) or int(header[len(_HEADER) :]) != VERSION:
+            return None
+        obj = json.loads(body)
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        return None
+    if not isinstance(obj, dict):
+        return None
+    known = {k: v for k, v in obj.items() if k in _TYPES}
+    for name, value in known.items():
+        if not isinstance(value, _TYPES[name]) or isinstance(value, bool):
+            return None
+    if not known.keys() >= _REQUIRED:
+        return None
+    if not all(isinstance(a, str) for a in known.get("command", [])):
+        return None
+    return Record(**known)
+
+
+def describe(holders: list[Record], *, held: bool = False, now: float | None = None) -> str:
+    """The parenthesis naming a key's holder in conflict messages, or '' if none is recorded."""
+    if not holders:
+        return ""
+    from singlerun.durations import format_age
+
+    newest = max(holders, key=lambda r: r.started_at)
+    age = format_age((time.time() if now is None else now) - newest.started_at)
+    what = f"{len(holders)} instances, newest job" if len(holders) > 1 else "job"
+    prefix = "held by " if held else ""
+    return f" ({prefix}{what} {newest.job_id}, pid {newest.pid}, started {age} ago)"

@@ -1,0 +1,185 @@
+"""The embedded store: one flock-ed lock file per key slot, beside its holder record.
+
+The kernel lock is the truth: it is free exactly when no process holds it, whatever the
+records say. Lock files are never deleted (unlinking a locked file would split contenders
+across inodes). Every path is opened without following symlinks.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import signal
+import stat
+import time
+from collections.abc import Iterator
+
+import filelock
+
+from singlerun.errors import LockBusy, StoreError, WaitTimeout
+from singlerun.keys import JobKey
+from singlerun.record import MAX_SIZE, Record, describe, encode, parse
+from singlerun.store import Lease, Reclaimed, queue
+
+_READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
+# A head waiter on a key with several slots cannot sleep in flock() on all of them at once,
+# so it polls them at this interval; with one slot it sleeps in the kernel instead.
+_MULTI_SLOT_POLL = 0.02
+
+
+def _store_error(action: str, path: str, exc: OSError) -> StoreError:
+    if exc.errno == 40:  # ELOOP: O_NOFOLLOW met a symlink
+        return StoreError(f"refusing to {action} {path}: it is a symbolic link")
+    return StoreError(f"cannot {action} {path}: {exc.strerror or exc}")
+
+
+@contextlib.contextmanager
+def _deadline_alarm(key: JobKey, deadline: float | None) -> Iterator[None]:
+    """Interrupt a sleeping flock() with WaitTimeout once `deadline` (monotonic) passes."""
+    if deadline is None:
+        yield
+        return
+
+    def expire(_signum: int, _frame: object) -> None:
+        raise WaitTimeout(f"gave up waiting for {key}")
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    try:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise WaitTimeout(f"gave up waiting for {key}")
+        signal.setitimer(signal.ITIMER_REAL, remaining)
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+class FileStore:
+    def __init__(self, lock_dir: str) -> None:
+        self.lock_dir = lock_dir
+
+    def _path(self, key: JobKey, slot: int, suffix: str) -> str:
+        slot_part = f"@{slot}" if slot else ""
+        return os.path.join(self.lock_dir, f"{key.stem}{slot_part}{suffix}")
+
+    # -- records --------------------------------------------------------------------------
+
+    def _read(self, path: str) -> bytes | None:
+        """The file's bytes, None if there is none; never follows a symlink or blocks on a FIFO."""
+        try:
+            fd = os.open(path, _READ_FLAGS)
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            if exc.errno == 40:
+                return b""  # a planted symlink reads as a corrupt record
+            raise _store_error("read", path, exc) from None
+        try:
+            return os.read(fd, MAX_SIZE) if stat.S_ISREG(os.fstat(fd).st_mode) else b""
+        finally:
+            os.close(fd)
+
+    def holders(self, key: JobKey, slots: int = 1) -> list[Record]:
+        found = []
+        for slot in range(slots):
+            data = self._read(self._path(key, slot, ".rec"))
+            record = parse(data) if data else None
+            if record is not None:
+                found.append(record)
+        return found
+
+    def publish(self, lease: Lease, record: Record) -> None:
+        path = self._path(lease.key, lease.slot, ".rec")
+        tmp = f"{path}.{os.getpid()}.tmp"
+        flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC
+        try:
+            fd = os.open(tmp, flags, 0o644)
+            try:
+                os.write(fd, encode(record))
+            finally:
+                os.close(fd)
+            os.rename(tmp, path)  # atomic; replaces a planted symlink instead of following it
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise _store_error("write the record", path, exc) from None
+
+    # -- acquiring --------------------------------------------------------------------------
+
+    def _try_slot(self, key: JobKey, slot: int, token: str) -> Lease | None:
+        path = self._path(key, slot, ".lock")
+        fds: list[int] = []
+        lock = filelock.FileLock(path, thread_local=False, blocking=False, on_acquired=fds.append)
+        try:
+            lock.acquire()
+        except filelock.Timeout:
+            return None
+        except OSError as exc:
+            raise _store_error("open the lock file", path, exc) from None
+        # We hold the lock, so a record still there was left by a run that died.
+        leftover = self._read(self._path(key, slot, ".rec"))
+        reclaimed = None if leftover is None else Reclaimed(parse(leftover))
+        return Lease(key, slot, token, None, fds[-1], reclaimed, lock)
+
+    def _try_any(self, key: JobKey, slots: int, token: str) -> Lease | None:
+        for slot in range(slots):
+            if lease := self._try_slot(key, slot, token):
+                return lease
+        return None
+
+    def _sleep_until_free(self, key: JobKey, slots: int) -> None:
+        if slots > 1:
+            time.sleep(_MULTI_SLOT_POLL)
+            return
+        path = self._path(key, 0, ".lock")
+        # filelock only polls for a held lock (poll_interval); flock(LOCK_SH) on our own
+        # descriptor sleeps in the kernel until the holder lets go, which costs no CPU and
+        # wakes us at once. We drop it right away and race for the real lock.
+        try:
+            fd = os.open(path, _READ_FLAGS)
+        except OSError as exc:
+            raise _store_error("open the lock file", path, exc) from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH)
+        finally:
+            os.close(fd)
+
+    def acquire(
+        self, key: JobKey, me: Record, *, slots: int, wait: bool, deadline: float | None
+    ) -> Lease:
+        lease = self._try_any(key, slots, me.job_id)
+        if lease is not None:
+            return lease
+        if not wait:
+            raise LockBusy(f"{key} is already running{describe(self.holders(key, slots))}")
+        qpath = self._path(key, 0, ".queue")
+        try:
+            qfd = queue.open_dir(qpath, os.stat(self.lock_dir).st_mode & 0o7777)
+        except OSError as exc:
+            raise _store_error("open the queue", qpath, exc) from None
+        try:
+            with _deadline_alarm(key, deadline):
+                ticket = queue.join(qfd, me)
+                try:
+                    queue.wait_turn(ticket)
+                    while (lease := self._try_any(key, slots, me.job_id)) is None:
+                        self._sleep_until_free(key, slots)
+                    return lease
+                finally:
+                    queue.leave(ticket)
+        except WaitTimeout as exc:
+            exc.message += describe(self.holders(key, slots), held=True)
+            raise
+        finally:
+            os.close(qfd)
+
+    def release(self, lease: Lease) -> None:
+        path = self._path(lease.key, lease.slot, ".rec")
+        data = self._read(path)
+        record = parse(data) if data else None
+        if record is not None and record.job_id == lease.token:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
+        lease.handle.release()

@@ -1,0 +1,116 @@
+"""The FIFO wait queue of one key: a directory of tickets, each locked by its waiter.
+
+A waiter creates its ticket (already flock-ed) under a short lock on the directory, so
+ticket numbers follow arrival order. It then sleeps in flock(LOCK_SH) on the ticket just
+before its own: the kernel wakes it when that waiter leaves or dies, with no polling. A
+ticket whose flock is free but whose file is still there belongs to a dead waiter and is
+removed by its successor.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import time
+from dataclasses import dataclass
+
+from singlerun.record import MAX_SIZE, Record, encode, parse
+
+_OPEN_FLAGS = os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
+
+
+@dataclass(slots=True)
+class Ticket:
+    dir_fd: int
+    name: str
+    fd: int
+
+
+def _tickets(dir_fd: int) -> list[str]:
+    return sorted(n for n in os.listdir(dir_fd) if n.isdigit())
+
+
+def _unlink_if_same(dir_fd: int, name: str, fd: int) -> None:
+    try:
+        if os.stat(name, dir_fd=dir_fd, follow_symlinks=False).st_ino == os.fstat(fd).st_ino:
+            os.unlink(name, dir_fd=dir_fd)
+    except FileNotFoundError:
+        pass
+
+
+def open_dir(path: str, mode: int) -> int:
+    """Open (creating if needed) a queue directory, refusing anything but a real directory."""
+    try:
+        os.mkdir(path, mode)
+        os.chmod(path, mode)  # mkdir applies the umask; the queue shares the lock dir's mode
+    except FileExistsError:
+        pass
+    return os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+
+
+def join(dir_fd: int, me: Record) -> Ticket:
+    fcntl.flock(dir_fd, fcntl.LOCK_EX)  # held for a few syscalls only
+    try:
+        names = _tickets(dir_fd)
+        # Never reuse a number, even once the queue has emptied: successors find tickets by name.
+        seq = max(int(names[-1]) + 1 if names else 0, time.time_ns())
+        name = f"{seq:020d}"
+        tmp = f"tmp-{os.getpid()}"
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp, dir_fd=dir_fd)  # left by a dead process that had our PID
+        fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL | _OPEN_FLAGS, 0o644, dir_fd=dir_fd)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            os.write(fd, encode(me))
+            os.rename(tmp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+        except BaseException:
+            os.close(fd)
+            raise
+    finally:
+        fcntl.flock(dir_fd, fcntl.LOCK_UN)
+    return Ticket(dir_fd, name, fd)
+
+
+def wait_turn(ticket: Ticket) -> None:
+    """Return once no live waiter is ahead of us."""
+    while True:
+        ahead = [n for n in _tickets(ticket.dir_fd) if n < ticket.name]
+        if not ahead:
+            return
+        try:
+            fd = os.open(ahead[-1], os.O_RDONLY | _OPEN_FLAGS, dir_fd=ticket.dir_fd)
+        except FileNotFoundError:
+            continue  # it left between listdir and open
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH)  # sleeps until that waiter leaves or dies
+            _unlink_if_same(ticket.dir_fd, ahead[-1], fd)  # still there: its waiter died
+        finally:
+            os.close(fd)
+
+
+def leave(ticket: Ticket) -> None:
+    try:
+        _unlink_if_same(ticket.dir_fd, ticket.name, ticket.fd)
+    finally:
+        os.close(ticket.fd)  # wakes our successor
+
+
+def waiters(dir_fd: int) -> list[tuple[Record | None, bool]]:
+    """Each ticket's record and whether its waiter is alive (its flock is held)."""
+    out = []
+    for name in _tickets(dir_fd):
+        try:
+            fd = os.open(name, os.O_RDONLY | _OPEN_FLAGS, dir_fd=dir_fd)
+        except OSError:
+            continue
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+                alive = False
+            except BlockingIOError:
+                alive = True
+            out.append((parse(os.read(fd, MAX_SIZE)), alive))
+        finally:
+            os.close(fd)
+    return out

@@ -1,0 +1,150 @@
+"""Start the job as a supervised child and wait for it. Knows nothing about locks.
+
+As in tini: the signals we forward and SIGCHLD are blocked, and one loop takes them with
+sigwaitinfo(), so nothing runs inside a signal handler and a supervisor waiting on a job
+for hours uses no CPU. The job gets its own process group (so it can be signalled as a
+whole) and, when singlerun is in the foreground of a terminal, the terminal: Ctrl-C then
+reaches the job exactly once, and interactive programs work.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import signal
+import sys
+from collections.abc import Callable
+from typing import NoReturn
+
+from singlerun.errors import SpawnError
+from singlerun.exitcodes import ExitCode
+
+FORWARDED = (
+    signal.SIGTERM,
+    signal.SIGINT,
+    signal.SIGHUP,
+    signal.SIGQUIT,
+    signal.SIGUSR1,
+    signal.SIGUSR2,
+    signal.SIGWINCH,
+)
+# SIGTTOU too: taking the terminal back from a background group would otherwise stop us.
+_BLOCKED = {*FORWARDED, signal.SIGCHLD, signal.SIGTTOU}
+# Python ignores these at start-up; the job must get the defaults (as subprocess does).
+_PYTHON_IGNORED = (signal.SIGPIPE, signal.SIGXFSZ)
+
+
+def _foreground_tty() -> int | None:
+    """The controlling terminal, if singlerun is its foreground process group."""
+    try:
+        fd = os.open("/dev/tty", os.O_RDWR | os.O_NOCTTY | os.O_CLOEXEC)
+    except OSError:
+        return None
+    with contextlib.suppress(OSError):
+        if os.tcgetpgrp(fd) == os.getpgrp():
+            return fd
+    os.close(fd)
+    return None
+
+
+def _exec_child(
+    argv: list[str], env: dict[str, str], tty: int | None, keep_fd: int | None, mask: set, err: int
+) -> NoReturn:
+    try:
+        os.setpgid(0, 0)
+        if tty is not None:
+            os.tcsetpgrp(tty, os.getpid())  # also done by the parent: whoever runs first wins
+        for sig in (*FORWARDED, *_PYTHON_IGNORED):
+            # A signal ignored when singlerun started (nohup) stays ignored for the job.
+            if sig in _PYTHON_IGNORED or signal.getsignal(sig) is not signal.SIG_IGN:
+                signal.signal(sig, signal.SIG_DFL)
+        if keep_fd is not None:
+            os.set_inheritable(keep_fd, True)
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+        os.execvpe(argv[0], argv, env)
+    except OSError as exc:
+        os.write(err, str(exc.errno or 0).encode())
+    finally:
+        os._exit(ExitCode.NOT_FOUND)
+
+
+def _spawn_error(command: str, code: int) -> SpawnError:
+    if code in (errno.ENOENT, errno.ENOTDIR):
+        return SpawnError(f"{command}: command not found", ExitCode.NOT_FOUND)
+    return SpawnError(f"{command}: cannot execute: {os.strerror(code)}", ExitCode.CANNOT_EXECUTE)
+
+
+def _stop_with_job(pgid: int, tty: int) -> None:
+    """The job was stopped from the terminal (Ctrl-Z): stop too, so the shell sees it; on
+    `fg`/`bg`, continue the job, handing the terminal back if we got it."""
+    with contextlib.suppress(OSError):
+        os.tcsetpgrp(tty, os.getpgrp())
+    os.kill(os.getpid(), signal.SIGSTOP)
+    with contextlib.suppress(OSError):
+        if os.tcgetpgrp(tty) == os.getpgrp():
+            os.tcsetpgrp(tty, pgid)
+    with contextlib.suppress(OSError):
+        os.killpg(pgid, signal.SIGCONT)
+
+
+def _wait(pid: int, tty: int | None) -> int:
+    while True:
+        sig = signal.sigwaitinfo(_BLOCKED).si_signo
+        if sig == signal.SIGCHLD:
+            wpid, status = os.waitpid(pid, os.WNOHANG | os.WUNTRACED)
+            if wpid == 0:
+                continue
+            if os.WIFSTOPPED(status):
+                if tty is not None:
+                    _stop_with_job(pid, tty)
+                continue
+            code = os.waitstatus_to_exitcode(status)
+            return code if code >= 0 else ExitCode.SIGNAL_BASE - code
+        if sig in FORWARDED:
+            # To the job's whole process group, as the terminal would (and as timeout(1) does).
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(pid, sig)
+
+
+def run(
+    argv: list[str],
+    env: dict[str, str],
+    *,
+    keep_fd: int | None,
+    on_started: Callable[[int], None],
+) -> int:
+    """Run argv to completion; return its exit status (128+N if killed by signal N).
+
+    `keep_fd` is handed to the job (and closed here once it has it). Signals stay blocked
+    when this returns, so that the caller's cleanup cannot be cut short by one.
+    """
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, _BLOCKED)
+    tty = _foreground_tty()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    rfd, wfd = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        _exec_child(argv, env, tty, keep_fd, mask, wfd)
+    os.close(wfd)
+    if keep_fd is not None:
+        os.close(keep_fd)
+    with contextlib.suppress(OSError):
+        os.setpgid(pid, pid)
+    if tty is not None:
+        with contextlib.suppress(OSError):
+            os.tcsetpgrp(tty, pid)
+    try:
+        with os.fdopen(rfd, "rb") as pipe:
+            failure = pipe.read()
+        if failure:
+            os.waitpid(pid, 0)
+            raise _spawn_error(argv[0], int(failure))
+        on_started(pid)
+        return _wait(pid, tty)
+    finally:
+        if tty is not None:
+            with contextlib.suppress(OSError):
+                os.tcsetpgrp(tty, os.getpgrp())
+            os.close(tty)
