@@ -1,3 +1,3 @@
-from singlerun.cli import main
+from singlerun.cli import entry
 
-raise SystemExit(main())
+entry()

@@ -3,6 +3,8 @@ subcommand, and turn every error into one `singlerun: ...` line and its exit cod
 
 from __future__ import annotations
 
+import contextlib
+import os
 import sys
 from typing import Any
 
@@ -206,3 +208,16 @@ def main(argv: list[str] | None = None) -> int:
         _say(exc.message)
         return exc.exit_code
     return result if isinstance(result, int) else 0
+
+
+def entry() -> None:
+    """The console script: main(), then exit at once.
+
+    Everything is released by the time main() returns, so the interpreter's tear-down
+    (about 20 ms with click and filelock loaded, a sixth of a whole run) is skipped.
+    """
+    code = main()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError):  # a closed pipe: nothing more to say
+            stream.flush()
+    os._exit(code)

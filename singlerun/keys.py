@@ -49,7 +49,7 @@ def _decode(part: str) -> str | None:
         return None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class JobKey:
     group: str
     name: str

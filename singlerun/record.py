@@ -16,7 +16,7 @@ _HEADER = b"singlerun-record "
 MAX_SIZE = 64 * 1024
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class Record:
     job_id: str
     group: str

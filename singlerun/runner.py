@@ -17,7 +17,7 @@ from singlerun.store import Lease
 from singlerun.store.files import FileStore
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class RunConfig:
     command: list[str]
     key: JobKey

@@ -15,7 +15,6 @@ import os
 import signal
 import sys
 from collections.abc import Callable
-from typing import NoReturn
 
 from singlerun.errors import SpawnError
 from singlerun.exitcodes import ExitCode
@@ -35,6 +34,13 @@ _BLOCKED = {*FORWARDED, signal.SIGCHLD, signal.SIGTTOU}
 _PYTHON_IGNORED = (signal.SIGPIPE, signal.SIGXFSZ)
 
 
+def _owns(tty: int, pgid: int) -> bool:
+    try:
+        return os.tcgetpgrp(tty) == pgid
+    except OSError:
+        return False
+
+
 def _foreground_tty() -> int | None:
     """The controlling terminal, if singlerun is its foreground process group."""
     try:
@@ -48,31 +54,29 @@ def _foreground_tty() -> int | None:
     return None
 
 
-def _exec_child(
-    argv: list[str], env: dict[str, str], tty: int | None, keep_fd: int | None, mask: set, err: int
-) -> NoReturn:
-    try:
-        os.setpgid(0, 0)
-        if tty is not None:
-            os.tcsetpgrp(tty, os.getpid())  # also done by the parent: whoever runs first wins
-        for sig in (*FORWARDED, *_PYTHON_IGNORED):
-            # A signal ignored when singlerun started (nohup) stays ignored for the job.
-            if sig in _PYTHON_IGNORED or signal.getsignal(sig) is not signal.SIG_IGN:
-                signal.signal(sig, signal.SIG_DFL)
-        if keep_fd is not None:
-            os.set_inheritable(keep_fd, True)
-        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
-        os.execvpe(argv[0], argv, env)
-    except OSError as exc:
-        os.write(err, str(exc.errno or 0).encode())
-    finally:
-        os._exit(ExitCode.NOT_FOUND)
-
-
 def _spawn_error(command: str, code: int) -> SpawnError:
     if code in (errno.ENOENT, errno.ENOTDIR):
         return SpawnError(f"{command}: command not found", ExitCode.NOT_FOUND)
     return SpawnError(f"{command}: cannot execute: {os.strerror(code)}", ExitCode.CANNOT_EXECUTE)
+
+
+def _spawn(argv: list[str], env: dict[str, str], keep_fd: int | None, mask: set) -> int:
+    """posix_spawn (vfork + exec): cheaper than fork() for a Python parent, and exec errors
+    come back as OSError here instead of through a pipe."""
+    # Signals ignored when singlerun started (nohup) stay ignored for the job; the others,
+    # and those Python itself ignores, get their defaults.
+    reset = [s for s in FORWARDED if signal.getsignal(s) is not signal.SIG_IGN]
+    if keep_fd is not None:
+        os.set_inheritable(keep_fd, True)
+    try:
+        return os.posix_spawnp(
+            argv[0], argv, env, setpgroup=0, setsigmask=mask, setsigdef=[*reset, *_PYTHON_IGNORED]
+        )
+    except OSError as exc:
+        raise _spawn_error(argv[0], exc.errno or 0) from None
+    finally:
+        if keep_fd is not None:
+            os.close(keep_fd)
 
 
 def _stop_with_job(pgid: int, tty: int) -> None:
@@ -96,7 +100,12 @@ def _wait(pid: int, tty: int | None) -> int:
             if wpid == 0:
                 continue
             if os.WIFSTOPPED(status):
-                if tty is not None:
+                if tty is None:
+                    continue
+                if os.WSTOPSIG(status) in (signal.SIGTTIN, signal.SIGTTOU) and _owns(tty, pid):
+                    # It touched the terminal before we had handed it over: carry on.
+                    os.killpg(pid, signal.SIGCONT)
+                else:
                     _stop_with_job(pid, tty)
                 continue
             code = os.waitstatus_to_exitcode(status)
@@ -123,24 +132,11 @@ def run(
     tty = _foreground_tty()
     sys.stdout.flush()
     sys.stderr.flush()
-    rfd, wfd = os.pipe()
-    pid = os.fork()
-    if pid == 0:
-        _exec_child(argv, env, tty, keep_fd, mask, wfd)
-    os.close(wfd)
-    if keep_fd is not None:
-        os.close(keep_fd)
-    with contextlib.suppress(OSError):
-        os.setpgid(pid, pid)
-    if tty is not None:
-        with contextlib.suppress(OSError):
-            os.tcsetpgrp(tty, pid)
     try:
-        with os.fdopen(rfd, "rb") as pipe:
-            failure = pipe.read()
-        if failure:
-            os.waitpid(pid, 0)
-            raise _spawn_error(argv[0], int(failure))
+        pid = _spawn(argv, env, keep_fd, mask)
+        if tty is not None:
+            with contextlib.suppress(OSError):
+                os.tcsetpgrp(tty, pid)
         on_started(pid)
         return _wait(pid, tty)
     finally:

@@ -14,14 +14,14 @@ if TYPE_CHECKING:
     from singlerun.record import Record
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class Reclaimed:
     """What a dead run left behind: its record, or None if the record was unreadable."""
 
     record: Record | None
 
 
-@dataclass(slots=True)
+@dataclass
 class Lease:
     key: JobKey
     slot: int

@@ -115,7 +115,15 @@ class FileStore:
         try:
             lock.acquire()
         except filelock.Timeout:
-            return None
+            if os.path.lexists(path):
+                return None  # held by another process
+            # filelock reads ENOENT from a create as a transient NFS/FUSE race, so it reports
+            # contention; with no lock file there is no holder, so find out what is wrong.
+            try:
+                os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC))
+            except OSError as exc:
+                raise _store_error("create the lock file", path, exc) from None
+            return self._try_slot(key, slot, token)
         except OSError as exc:
             raise _store_error("open the lock file", path, exc) from None
         # We hold the lock, so a record still there was left by a run that died.

@@ -20,7 +20,7 @@ from singlerun.record import MAX_SIZE, Record, encode, parse
 _OPEN_FLAGS = os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
 
 
-@dataclass(slots=True)
+@dataclass
 class Ticket:
     dir_fd: int
     name: str
