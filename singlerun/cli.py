@@ -168,6 +168,7 @@ def run_cmd(
     The key (GROUP, NAME) is locked for as long as COMMAND runs; a second
     instance with the same key exits 75 at once, or queues with --wait.
     """
+    # Imported here, not at the top: --help, --version and usage errors need none of it.
     from singlerun import lockdir, runner
     from singlerun.keys import JobKey
 

@@ -8,7 +8,6 @@ ignored so that newer writers stay readable.
 from __future__ import annotations
 
 import json
-import time
 from dataclasses import MISSING, asdict, dataclass, field, fields, replace
 
 VERSION = 1
@@ -78,16 +77,3 @@ def parse(data: bytes) -> Record | None:
     if not all(isinstance(a, str) for a in known.get("command", [])):
         return None
     return Record(**known)
-
-
-def describe(holders: list[Record], *, held: bool = False, now: float | None = None) -> str:
-    """The parenthesis naming a key's holder in conflict messages, or '' if none is recorded."""
-    if not holders:
-        return ""
-    from singlerun.durations import format_age
-
-    newest = max(holders, key=lambda r: r.started_at)
-    age = format_age((time.time() if now is None else now) - newest.started_at)
-    what = f"{len(holders)} instances, newest job" if len(holders) > 1 else "job"
-    prefix = "held by " if held else ""
-    return f" ({prefix}{what} {newest.job_id}, pid {newest.pid}, started {age} ago)"

@@ -19,7 +19,7 @@ import filelock
 
 from singlerun.errors import LockBusy, StoreError, WaitTimeout
 from singlerun.keys import JobKey
-from singlerun.record import MAX_SIZE, Record, describe, encode, parse
+from singlerun.record import MAX_SIZE, Record, encode, parse
 from singlerun.store import Lease, Reclaimed, queue
 
 _READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
@@ -32,6 +32,12 @@ def _store_error(action: str, path: str, exc: OSError) -> StoreError:
     if exc.errno == 40:  # ELOOP: O_NOFOLLOW met a symlink
         return StoreError(f"refusing to {action} {path}: it is a symbolic link")
     return StoreError(f"cannot {action} {path}: {exc.strerror or exc}")
+
+
+def _describe(holders: list[Record], *, held: bool = False) -> str:
+    from singlerun.liveness import describe  # lazy: psutil: conflicts only
+
+    return describe(holders, held=held)
 
 
 @contextlib.contextmanager
@@ -161,7 +167,7 @@ class FileStore:
         if lease is not None:
             return lease
         if not wait:
-            raise LockBusy(f"{key} is already running{describe(self.holders(key, slots))}")
+            raise LockBusy(f"{key} is already running{_describe(self.holders(key, slots))}")
         qpath = self._path(key, 0, ".queue")
         try:
             qfd = queue.open_dir(qpath, os.stat(self.lock_dir).st_mode & 0o7777)
@@ -178,7 +184,7 @@ class FileStore:
                 finally:
                     queue.leave(ticket)
         except WaitTimeout as exc:
-            exc.message += describe(self.holders(key, slots), held=True)
+            exc.message += _describe(self.holders(key, slots), held=True)
             raise
         finally:
             os.close(qfd)

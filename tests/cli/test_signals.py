@@ -105,6 +105,8 @@ def test_kill_9_of_singlerun_keeps_the_key_until_the_job_ends(sr):
     assert holder.wait(10) == -signal.SIGKILL
     r = sr.run("-n", "k9", "--", "true")
     assert r.returncode == 75, r.stderr  # the job still holds the lock
+    assert f"pid {job_pid}, started " in r.stderr
+    assert f"its singlerun, pid {holder.pid}, is gone)" in r.stderr
     os.kill(job_pid, signal.SIGKILL)
     os.waitpid(job_pid, 0)  # re-parented to us (subreaper): reap it
     r = sr.run("-n", "k9", "--", "true")

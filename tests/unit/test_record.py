@@ -1,6 +1,6 @@
 import pytest
 
-from singlerun.record import Record, describe, encode, parse
+from singlerun.record import Record, encode, parse
 
 REC = Record(
     job_id="01J",
@@ -59,9 +59,3 @@ def test_truncated_records_are_none(cut):
 )
 def test_malformed_records_are_none(data):
     assert parse(data) is None
-
-
-def test_describe():
-    assert describe([]) == ""
-    assert describe([REC], now=1192.5) == " (job 01J, pid 42, started 3m12s ago)"
-    assert describe([REC], held=True, now=1010).startswith(" (held by job 01J")
