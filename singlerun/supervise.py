@@ -14,7 +14,9 @@ import errno
 import os
 import signal
 import sys
+import time
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from singlerun.errors import SpawnError
 from singlerun.exitcodes import ExitCode
@@ -88,32 +90,85 @@ def _stop_with_job(pgid: int, tty: int) -> None:
     with contextlib.suppress(OSError):
         if os.tcgetpgrp(tty) == os.getpgrp():
             os.tcsetpgrp(tty, pgid)
-    with contextlib.suppress(OSError):
-        os.killpg(pgid, signal.SIGCONT)
+    _signal_group(pgid, signal.SIGCONT)
 
 
-def _wait(pid: int, tty: int | None) -> int:
+@dataclass(frozen=True)
+class Limit:
+    """--max-runtime: after `seconds`, send `signal`, then SIGKILL `kill_after` later."""
+
+    seconds: float
+    signal: int = signal.SIGTERM
+    kill_after: float = 10.0
+
+
+@dataclass(frozen=True)
+class Ended:
+    code: int  # the job's exit status, or 128+N if signal N killed it
+    signal: int | None  # the signal that killed it, if one did
+    timed_out: bool  # it outlived its Limit
+
+
+def signal_number(text: str) -> int:
+    """TERM, SIGTERM, term or 15 -> 15; ValueError for anything else."""
+    name = text.strip().upper()
+    if name.isdigit() and int(name) in signal.valid_signals():
+        return int(name)
+    try:
+        return int(signal.Signals[name if name.startswith("SIG") else "SIG" + name])
+    except KeyError:
+        raise ValueError(f"unknown signal {text!r}") from None
+
+
+def _signal_group(pgid: int, sig: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, sig)
+
+
+def _reaped(pid: int, tty: int | None) -> int | None:
+    """The job's wait status if it has ended; handles job-control stops on the way."""
+    wpid, status = os.waitpid(pid, os.WNOHANG | os.WUNTRACED)
+    if wpid == 0:
+        return None
+    if not os.WIFSTOPPED(status):
+        return status
+    if tty is not None:
+        if os.WSTOPSIG(status) in (signal.SIGTTIN, signal.SIGTTOU) and _owns(tty, pid):
+            # It touched the terminal before we had handed it over: carry on.
+            _signal_group(pid, signal.SIGCONT)
+        else:
+            _stop_with_job(pid, tty)
+    return None
+
+
+def _wait(pid: int, tty: int | None, limit: Limit | None) -> Ended:
+    # --max-runtime escalates at `due`: first its signal, then SIGKILL, then nothing more.
+    due = None if limit is None else time.monotonic() + limit.seconds
+    timed_out = False
     while True:
-        sig = signal.sigwaitinfo(_BLOCKED).si_signo
-        if sig == signal.SIGCHLD:
-            wpid, status = os.waitpid(pid, os.WNOHANG | os.WUNTRACED)
-            if wpid == 0:
-                continue
-            if os.WIFSTOPPED(status):
-                if tty is None:
-                    continue
-                if os.WSTOPSIG(status) in (signal.SIGTTIN, signal.SIGTTOU) and _owns(tty, pid):
-                    # It touched the terminal before we had handed it over: carry on.
-                    os.killpg(pid, signal.SIGCONT)
-                else:
-                    _stop_with_job(pid, tty)
+        if due is not None and time.monotonic() >= due:
+            assert limit is not None
+            _signal_group(pid, signal.SIGKILL if timed_out else limit.signal)
+            due = None if timed_out else time.monotonic() + limit.kill_after
+            timed_out = True
+            continue
+        if due is None:
+            info = signal.sigwaitinfo(_BLOCKED)
+        else:
+            info = signal.sigtimedwait(_BLOCKED, max(0.0, due - time.monotonic()))
+        if info is None:
+            continue
+        if info.si_signo == signal.SIGCHLD:
+            status = _reaped(pid, tty)
+            if status is None:
                 continue
             code = os.waitstatus_to_exitcode(status)
-            return code if code >= 0 else ExitCode.SIGNAL_BASE - code
-        if sig in FORWARDED:
+            if code >= 0:
+                return Ended(code, None, timed_out)
+            return Ended(ExitCode.SIGNAL_BASE - code, -code, timed_out)
+        if info.si_signo in FORWARDED:
             # To the job's whole process group, as the terminal would (and as timeout(1) does).
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(pid, sig)
+            _signal_group(pid, info.si_signo)
 
 
 def run(
@@ -122,8 +177,9 @@ def run(
     *,
     keep_fd: int | None,
     on_started: Callable[[int], None],
-) -> int:
-    """Run argv to completion; return its exit status (128+N if killed by signal N).
+    limit: Limit | None = None,
+) -> Ended:
+    """Run argv to completion and say how it ended.
 
     `keep_fd` is handed to the job (and closed here once it has it). Signals stay blocked
     when this returns, so that the caller's cleanup cannot be cut short by one.
@@ -138,7 +194,7 @@ def run(
             with contextlib.suppress(OSError):
                 os.tcsetpgrp(tty, pid)
         on_started(pid)
-        return _wait(pid, tty)
+        return _wait(pid, tty, limit)
     finally:
         if tty is not None:
             with contextlib.suppress(OSError):
