@@ -6,7 +6,7 @@ TTL, fencing tokens) fits beside the file store without touching the runner.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
@@ -32,6 +32,18 @@ class Lease:
     handle: Any  # store-private state
 
 
+@dataclass
+class KeyState:
+    """What a store knows of one key, without touching its locks."""
+
+    stem: str
+    key: JobKey | None  # None: a hashed file name with no readable record
+    holders: list[Record] = field(default_factory=list)  # records of held slots
+    unrecorded: int = 0  # held slots without a readable record
+    stale: list[Record | None] = field(default_factory=list)  # records of free slots
+    waiters: list[Record] = field(default_factory=list)  # live waiters, in queue order
+
+
 class Store(Protocol):
     def acquire(
         self, key: JobKey, me: Record, *, slots: int, wait: bool, deadline: float | None
@@ -52,4 +64,20 @@ class Store(Protocol):
 
     def holders(self, key: JobKey) -> list[Record]:
         """The records of the key's occupied slots."""
+        ...
+
+    def inspect(self) -> list[KeyState]:
+        """Every key the store knows, with its holders, stale records and waiters."""
+        ...
+
+    def mark_stop(self, record: Record, reason: str) -> None:
+        """Tell the holder named by `record` why it is being stopped (e.g. `replaced`)."""
+        ...
+
+    def stop_reason(self, lease: Lease) -> str | None:
+        """The reason a stopper left for this lease's run, if any (and forget it)."""
+        ...
+
+    def clean(self, state: KeyState, *, dry_run: bool) -> list[Record | None]:
+        """Remove a key's stale records and dead waiters' tickets; return the records."""
         ...

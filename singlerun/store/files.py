@@ -20,9 +20,11 @@ import filelock
 from singlerun.errors import LockBusy, StoreError, WaitTimeout
 from singlerun.keys import JobKey
 from singlerun.record import MAX_SIZE, Record, encode, parse
-from singlerun.store import Lease, Reclaimed, queue
+from singlerun.store import KeyState, Lease, Reclaimed, proclocks, queue
 
 _READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+_MAX_SLOTS = 1024  # --max-concurrent's upper bound
 # A head waiter on a key with several slots cannot sleep in flock() on all of them at once,
 # so it polls them at this interval; with one slot it sleeps in the kernel instead.
 _MULTI_SLOT_POLL = 0.02
@@ -197,3 +199,117 @@ class FileStore:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(path)
         lease.handle.release()
+
+    # -- inspection and control -------------------------------------------------------------
+
+    def inspect(self) -> list[KeyState]:
+        held = proclocks.held_files()
+        dev = os.stat(self.lock_dir).st_dev
+        slots: dict[str, dict[int, str]] = {}  # stem -> slot -> "held" | "free"
+        records: set[str] = set()
+        queues: list[str] = []
+        with os.scandir(self.lock_dir) as entries:
+            for entry in entries:
+                base, dot, suffix = entry.name.rpartition(".")
+                stem, _, slot = base.partition("@")
+                if not dot or not stem or (slot and not slot.isdigit()):
+                    continue
+                if suffix == "lock" and entry.is_file(follow_symlinks=False):
+                    # Without /proc/locks, a lock is taken as held (fail closed).
+                    on = held is None or (dev, entry.inode()) in held
+                    slots.setdefault(stem, {})[int(slot or 0)] = "held" if on else "free"
+                elif suffix == "rec":
+                    records.add(entry.name)
+                elif suffix == "queue" and not slot and entry.is_dir(follow_symlinks=False):
+                    queues.append(stem)
+        states = {stem: KeyState(stem, JobKey.from_stem(stem)) for stem in (*slots, *queues)}
+        for stem, by_slot in slots.items():
+            state = states[stem]
+            for slot, how in sorted(by_slot.items()):
+                name = f"{stem}@{slot}.rec" if slot else f"{stem}.rec"
+                data = self._read(os.path.join(self.lock_dir, name)) if name in records else None
+                record = parse(data) if data else None
+                if how == "held":
+                    if record is None:
+                        state.unrecorded += 1
+                    else:
+                        state.holders.append(record)
+                elif data is not None:
+                    state.stale.append(record)
+        for stem in queues:
+            try:
+                qfd = os.open(os.path.join(self.lock_dir, f"{stem}.queue"), _DIR_FLAGS)
+            except OSError:
+                continue
+            try:
+                states[stem].waiters = [r for r, live in queue.waiters(qfd) if live and r]
+            finally:
+                os.close(qfd)
+        for state in states.values():
+            if state.key is None:
+                known = next((r for r in (*state.holders, *state.stale, *state.waiters) if r), None)
+                if known is not None:
+                    state.key = JobKey(known.group, known.name)
+        return list(states.values())
+
+    def _slot_of(self, record: Record) -> int | None:
+        key = JobKey(record.group, record.name)
+        for slot in range(_MAX_SLOTS):
+            path = self._path(key, slot, ".rec")
+            if not os.path.lexists(path) and not os.path.lexists(self._path(key, slot, ".lock")):
+                return None
+            data = self._read(path)
+            found = parse(data) if data else None
+            if found is not None and found.job_id == record.job_id:
+                return slot
+        return None
+
+    def mark_stop(self, record: Record, reason: str) -> None:
+        slot = self._slot_of(record)
+        if slot is None:
+            return
+        path = self._path(JobKey(record.group, record.name), slot, ".stop")
+        tmp = f"{path}.{os.getpid()}.tmp"
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o644)
+            try:
+                os.write(fd, f"{reason} {record.job_id}\n".encode())
+            finally:
+                os.close(fd)
+            os.rename(tmp, path)
+        except OSError as exc:
+            raise _store_error("write the stop request", path, exc) from None
+
+    def stop_reason(self, lease: Lease) -> str | None:
+        path = self._path(lease.key, lease.slot, ".stop")
+        data = self._read(path)
+        if not data:
+            return None
+        reason, _, job_id = data.decode(errors="replace").strip().partition(" ")
+        if job_id != lease.token:
+            return None
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+        return reason
+
+    def clean(self, state: KeyState, *, dry_run: bool) -> list[Record | None]:
+        removed: list[Record | None] = []
+        key = state.key
+        for slot in range(_MAX_SLOTS) if key is not None else ():
+            path = self._path(key, slot, ".rec")
+            if not os.path.lexists(path):
+                if not os.path.lexists(self._path(key, slot, ".lock")):
+                    break
+                continue
+            # Hold the slot while removing its record, so a run starting now keeps its own.
+            lease = self._try_slot(key, slot, "")
+            if lease is None:
+                continue
+            try:
+                removed.append(lease.reclaimed.record if lease.reclaimed else None)
+                if not dry_run:
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(path)
+            finally:
+                lease.handle.release()
+        return removed

@@ -1,0 +1,109 @@
+"""The run ledger: one sqlite3 row per finished run, in the lock directory.
+
+WAL and a busy timeout let many runs finishing at once all get their row. The ledger is a
+record, not a gate: a run whose row cannot be written still ran (the caller warns).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+from dataclasses import astuple, dataclass, fields
+
+FILE_NAME = "history.db"  # key files all end in .lock/.rec/.queue/.stop: no clash
+_BUSY_TIMEOUT_MS = 10_000
+OUTCOMES = ("ok", "failed", "killed", "timeout", "replaced", "lost")
+
+
+@dataclass(frozen=True)
+class Run:
+    job_id: str
+    group: str
+    name: str
+    host: str
+    pid: int
+    started_at: float
+    ended_at: float | None  # None: lost, its end unknown
+    exit_status: int | None  # None: lost
+    outcome: str
+    command: str  # JSON array
+
+    @property
+    def argv(self) -> list[str]:
+        return json.loads(self.command)
+
+
+_COLUMNS = ", ".join(f'"{f.name}"' for f in fields(Run))
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS runs (
+  job_id TEXT PRIMARY KEY, "group" TEXT NOT NULL, name TEXT NOT NULL, host TEXT NOT NULL,
+  pid INTEGER NOT NULL, started_at REAL NOT NULL, ended_at REAL, exit_status INTEGER,
+  outcome TEXT NOT NULL, command TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS runs_by_key ON runs ("group", name, started_at);
+"""
+
+
+class Ledger:
+    def __init__(self, lock_dir: str) -> None:
+        self.path = os.path.join(lock_dir, FILE_NAME)
+
+    def _connect(self) -> sqlite3.Connection:
+        if os.path.islink(self.path):
+            raise sqlite3.OperationalError(f"{self.path} is a symbolic link")
+        db = sqlite3.connect(self.path, timeout=_BUSY_TIMEOUT_MS / 1000, isolation_level=None)
+        db.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
+        if db.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+            db.execute("PRAGMA journal_mode = WAL")
+        db.execute("PRAGMA synchronous = NORMAL")  # WAL: durable across crashes of processes
+        db.executescript(_SCHEMA)
+        return db
+
+    def add(self, *runs: Run) -> None:
+        """Insert rows (once per job ID: a run cannot end twice)."""
+        db = self._connect()
+        try:
+            placeholders = ", ".join("?" * len(fields(Run)))
+            db.executemany(
+                f"INSERT OR IGNORE INTO runs ({_COLUMNS}) VALUES ({placeholders})",
+                [astuple(run) for run in runs],
+            )
+        finally:
+            db.close()
+
+    def runs(
+        self, group: str | None = None, name: str | None = None, limit: int | None = None
+    ) -> list[Run]:
+        """Finished runs, newest first."""
+        if not os.path.exists(self.path):
+            return []
+        where, args = [], []
+        for column, value in (('"group"', group), ("name", name)):
+            if value is not None:
+                where.append(f"{column} = ?")
+                args.append(value)
+        sql = f"SELECT {_COLUMNS} FROM runs"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY started_at DESC, job_id DESC"
+        if limit is not None:
+            sql += f" LIMIT {int(limit)}"
+        db = self._connect()
+        try:
+            return [Run(*row) for row in db.execute(sql, args)]
+        finally:
+            db.close()
+
+    def last_by_key(self) -> dict[tuple[str, str], Run]:
+        """The newest finished run of every key."""
+        if not os.path.exists(self.path):
+            return {}
+        db = self._connect()
+        try:
+            rows = db.execute(
+                f"SELECT {_COLUMNS} FROM runs r WHERE started_at = (SELECT MAX(started_at) "
+                'FROM runs WHERE "group" = r."group" AND name = r.name)'
+            )
+            return {(run.group, run.name): run for run in (Run(*row) for row in rows)}
+        finally:
+            db.close()

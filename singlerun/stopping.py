@@ -1,0 +1,83 @@
+"""The stop sequence, shared by `singlerun stop` and `--replace`.
+
+Signal the job's process group, SIGKILL it after `kill_after`, and wait (psutil, no
+busy loop) until the run's processes are gone: its singlerun releases the lock and
+writes the ledger row before it exits. Knows processes and records, not lock files.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import time
+
+import psutil
+
+from singlerun.liveness import alive
+from singlerun.record import Record
+from singlerun.store import Store
+
+
+def _processes(record: Record) -> list[psutil.Process]:
+    """The run's live processes: its singlerun, its job and the job's descendants."""
+    procs = []
+    run = ((record.pid, record.pid_started), (record.child_pid, record.child_started))
+    for pid, started in run:
+        if pid and alive(pid, started):
+            with contextlib.suppress(psutil.Error):
+                proc = psutil.Process(pid)
+                procs.append(proc)
+                if pid == record.child_pid:
+                    procs.extend(proc.children(recursive=True))
+    return procs
+
+
+def _signal(record: Record, procs: list[psutil.Process], sig: int) -> None:
+    group = record.child_pid  # the job leads its own process group
+    if not group:  # not started yet: its singlerun forwards the signal
+        group = None
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(record.pid, sig)
+    else:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(group, sig)
+    for proc in procs:
+        # Descendants that left the group get it directly; its singlerun ends by itself.
+        with contextlib.suppress(psutil.Error, OSError):
+            if proc.pid != record.pid and os.getpgid(proc.pid) != group:
+                proc.send_signal(sig)
+
+
+def _alive(proc: psutil.Process) -> bool:
+    try:
+        return proc.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def _wait_gone(procs: list[psutil.Process], timeout: float) -> list[psutil.Process]:
+    """psutil.wait_procs, but a zombie counts as gone: without an init that reaps, orphans
+    stay zombies forever. Returns the processes still alive at the timeout."""
+    deadline = time.monotonic() + timeout
+    left = [p for p in procs if _alive(p)]
+    while left and time.monotonic() < deadline:
+        _, left = psutil.wait_procs(left, timeout=min(0.1, deadline - time.monotonic()))
+        left = [p for p in left if _alive(p)]
+    return left
+
+
+def stop_run(
+    store: Store, record: Record, *, sig: int, kill_after: float, timeout: float, reason: str
+) -> bool:
+    """Stop the run `record` names; True once none of its processes is left."""
+    procs = _processes(record)
+    if not procs:
+        return True
+    store.mark_stop(record, reason)
+    _signal(record, procs, sig)
+    left = _wait_gone(procs, min(kill_after, timeout))
+    if left and kill_after < timeout:
+        _signal(record, left, signal.SIGKILL)
+        left = _wait_gone(left, timeout - kill_after)
+    return not left
