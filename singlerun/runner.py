@@ -1,7 +1,9 @@
-"""One run, top to bottom: acquire (or conflict / wait), record, supervise, release."""
+"""One run, top to bottom: acquire (or conflict / wait / replace), record, supervise,
+release, then the ledger row."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import sys
@@ -9,11 +11,12 @@ import time
 from dataclasses import dataclass, replace
 
 from singlerun import lockdir, supervise
-from singlerun.errors import Interrupted, LockBusy, StoreError
+from singlerun.errors import Interrupted, LockBusy, SpawnError, StoreError
+from singlerun.exitcodes import ExitCode
 from singlerun.identity import host, new_job_id, process_start_time, user
 from singlerun.keys import JobKey
 from singlerun.record import Record
-from singlerun.store import Lease
+from singlerun.store import Lease, Store
 from singlerun.store.files import FileStore
 
 
@@ -24,10 +27,15 @@ class RunConfig:
     lock_dir: str
     wait: bool = False
     wait_timeout: float | None = None
-    conflict_exit_code: int = 75
+    conflict_exit_code: int = ExitCode.CONFLICT
     close: bool = False
     quiet: bool = False
     verbose: bool = False
+    replace: bool = False
+    max_concurrent: int = 1
+    max_runtime: float | None = None
+    signal: int = signal.SIGTERM
+    kill_after: float = 10.0
 
 
 def warn(message: str) -> None:
@@ -64,6 +72,91 @@ def _report_reclaimed(lease: Lease) -> None:
         )
 
 
+def _acquire(store: Store, cfg: RunConfig, me: Record) -> Lease:
+    deadline = None if cfg.wait_timeout is None else time.monotonic() + cfg.wait_timeout
+    while True:
+        try:
+            return store.acquire(
+                cfg.key,
+                me,
+                slots=cfg.max_concurrent,
+                wait=cfg.wait and not cfg.replace,
+                deadline=deadline,
+            )
+        except LockBusy as exc:
+            exc.exit_code = cfg.conflict_exit_code
+            if cfg.quiet:
+                exc.message = ""
+            holders = store.holders(cfg.key, cfg.max_concurrent)
+            if not cfg.replace or not holders:
+                raise
+        # --replace: stop the oldest instance, then race for its slot again.
+        from singlerun.stopping import stop_run  # lazy: psutil, for --replace only
+
+        oldest = min(holders, key=lambda r: r.started_at)
+        if cfg.verbose:
+            warn(f"{cfg.key}: replacing job {oldest.job_id} (pid {oldest.pid})")
+        timeout = cfg.kill_after + 10 if deadline is None else deadline - time.monotonic()
+        stop_run(
+            store,
+            oldest,
+            sig=cfg.signal,
+            kill_after=cfg.kill_after,
+            timeout=max(0.0, timeout),
+            reason="replaced",
+        )
+
+
+def _outcome(ended: supervise.Ended, reason: str | None) -> str:
+    if ended.timed_out:
+        return "timeout"
+    if reason == "replaced":
+        return "replaced"
+    if ended.signal is not None:
+        return "killed"
+    return "ok" if ended.code == 0 else "failed"
+
+
+def _write_history(cfg: RunConfig, me: Record, lease: Lease, code: int, outcome: str) -> None:
+    from singlerun.history import Ledger, Run  # lazy: after the lock is released
+
+    command = json.dumps(cfg.command)
+    rows = [
+        Run(
+            me.job_id,
+            cfg.key.group,
+            cfg.key.name,
+            me.host,
+            me.pid,
+            me.started_at,
+            time.time(),
+            code,
+            outcome,
+            command,
+        )
+    ]
+    dead = lease.reclaimed.record if lease.reclaimed else None
+    if dead is not None:
+        rows.append(
+            Run(
+                dead.job_id,
+                dead.group,
+                dead.name,
+                dead.host,
+                dead.pid,
+                dead.started_at,
+                None,
+                None,
+                "lost",
+                json.dumps(dead.command),
+            )
+        )
+    try:
+        Ledger(cfg.lock_dir).add(*rows)
+    except Exception as exc:  # sqlite3.Error, OSError: the ledger never fails a run
+        warn(f"warning: cannot write the run history ({exc}); the run itself is unaffected")
+
+
 def run(cfg: RunConfig) -> int:
     _catch_interrupts()
     store = FileStore(lockdir.prepare(cfg.lock_dir))
@@ -78,14 +171,8 @@ def run(cfg: RunConfig) -> int:
         started_at=time.time(),
         command=cfg.command,
     )
-    deadline = None if cfg.wait_timeout is None else time.monotonic() + cfg.wait_timeout
-    try:
-        lease = store.acquire(cfg.key, me, slots=1, wait=cfg.wait, deadline=deadline)
-    except LockBusy as exc:
-        exc.exit_code = cfg.conflict_exit_code
-        if cfg.quiet:
-            exc.message = ""
-        raise
+    lease = _acquire(store, cfg, me)
+    code, outcome = ExitCode.INTERNAL, None
     try:
         if lease.reclaimed and not cfg.quiet:
             _report_reclaimed(lease)
@@ -108,12 +195,25 @@ def run(cfg: RunConfig) -> int:
         }
         share = lease.job_fd is not None and not cfg.close
         keep = os.dup(lease.job_fd) if share else None
-        code = supervise.run(cfg.command, env, keep_fd=keep, on_started=started)
+        limit = None
+        if cfg.max_runtime is not None:
+            limit = supervise.Limit(cfg.max_runtime, cfg.signal, cfg.kill_after)
+        try:
+            ended = supervise.run(cfg.command, env, keep_fd=keep, on_started=started, limit=limit)
+        except SpawnError as exc:
+            code, outcome = exc.exit_code, "failed"
+            raise
+        outcome = _outcome(ended, store.stop_reason(lease))
+        code = ExitCode.TIMEOUT if ended.timed_out else ended.code
         if cfg.verbose:
-            warn(f"{cfg.key}: job {me.job_id} exited with status {code}")
+            warn(f"{cfg.key}: job {me.job_id} ended: {outcome}, status {ended.code}")
+        if ended.timed_out and not cfg.quiet:
+            warn(f"{cfg.key}: job {me.job_id} exceeded --max-runtime and was stopped")
         return code
     finally:
         try:
             store.release(lease)
         except (OSError, StoreError) as exc:
             warn(f"warning: releasing {cfg.key}: {exc}")
+        if outcome is not None:
+            _write_history(cfg, me, lease, code, outcome)

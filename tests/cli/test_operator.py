@@ -1,0 +1,268 @@
+"""The operator's view and control: status, stop, clean, history, replace, limits."""
+
+import json
+import os
+import signal
+import time
+
+import psutil
+import pytest
+
+from tests.conftest import records, stop, wait_for
+
+
+def _status(sr, *args):
+    r = sr.run("status", "--json", *args)
+    return r.returncode, json.loads(r.stdout)
+
+
+def _history(sr, *args):
+    r = sr.run("history", "--json", *args)
+    assert r.returncode == 0, r.stderr
+    return json.loads(r.stdout)
+
+
+# -- status ------------------------------------------------------------------------------
+
+
+def test_status_in_each_state_text_json_and_lsb_codes(sr):
+    code, (idle,) = _status(sr, "-n", "k")
+    assert (code, idle["state"], idle["group"], idle["last"]) == (3, "idle", "default", None)
+
+    holder, job_pid = sr.start_holder("-n", "k")
+    waiter = sr.start("-n", "k", "--wait", "--", "true")
+    wait_for(lambda: _status(sr, "-n", "k")[1][0]["waiters"], what="waiter listed")
+    code, (running,) = _status(sr, "-n", "k")
+    assert code == 0 and running["state"] == "running"
+    assert running["pid"] == holder.pid and running["user"] and running["host"]
+    assert running["command"][-1].endswith("print_signals.py") or running["command"][-2:]
+    assert running["started_at"].endswith("Z") and running["elapsed_s"] >= 0
+    assert len(running["job_id"]) == 26
+    (w,) = running["waiters"]
+    assert w["pid"] == waiter.pid and w["waited_s"] >= 0
+    text = sr.run("status").stdout
+    assert f"default/k  running  job {running['job_id']} pid {holder.pid}" in text
+    assert f"  waiting: pid {waiter.pid} for " in text
+    assert sr.run("status", "-n", "k").returncode == 0
+
+    stop(holder)
+    assert waiter.wait(10) == 0
+    code, (after,) = _status(sr, "-n", "k")
+    assert code == 3 and after["state"] == "idle" and after["last"]["outcome"] == "ok"
+
+    holder, job_pid = sr.start_holder("-n", "k")
+    holder.kill()
+    holder.wait()
+    os.kill(job_pid, signal.SIGKILL)
+    os.waitpid(job_pid, 0)
+    code, (stale,) = _status(sr, "-n", "k")
+    assert (code, stale["state"], stale["pid"]) == (1, "stale", holder.pid)
+    assert "default/k  stale  job " in sr.run("status").stdout
+
+
+def test_status_without_name_lists_all_keys_and_filters_by_group(sr):
+    for g, n in (("a", "x"), ("a", "y"), ("b", "x")):
+        assert sr.run("-g", g, "-n", n, "--", "true").returncode == 0
+    code, entries = _status(sr)
+    assert code == 0 and [(e["group"], e["name"]) for e in entries] == [
+        ("a", "x"),
+        ("a", "y"),
+        ("b", "x"),
+    ]
+    assert [e["name"] for e in _status(sr, "-g", "a")[1]] == ["x", "y"]
+    assert _status(sr, "-g", "nope") == (0, [])
+
+
+def test_waiters_are_listed_in_order_while_they_wait(sr):
+    holder, _ = sr.start_holder("-n", "q")
+    waiters = []
+    for _ in range(3):
+        waiters.append(sr.start("-n", "q", "--wait", "--", "true"))
+        n = len(waiters)
+        wait_for(lambda n=n: len(_status(sr, "-n", "q")[1][0]["waiters"]) == n, what="queued")
+    listed = [w["pid"] for w in _status(sr, "-n", "q")[1][0]["waiters"]]
+    assert listed == [w.pid for w in waiters]
+    stop(holder)
+    assert [w.wait(10) for w in waiters] == [0, 0, 0]
+
+
+# -- stop --------------------------------------------------------------------------------
+
+
+def test_stop_ends_the_job_and_its_grandchild(sr, tmp_path):
+    pidfile = tmp_path / "grandchild"
+    holder = sr.start("-n", "s", "--", "sh", "-c", f"sleep 100 & echo $! > {pidfile}; wait")
+    wait_for(lambda: pidfile.exists() and pidfile.read_text().strip(), what="grandchild")
+    grandchild = psutil.Process(int(pidfile.read_text()))
+    r = sr.run("stop", "-n", "s")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith("stopped default/s (job ")
+    assert holder.wait(10) == 128 + signal.SIGTERM
+    wait_for(
+        lambda: not grandchild.is_running() or grandchild.status() == "zombie",
+        what="grandchild gone",
+    )
+    assert _history(sr, "-n", "s")[0]["outcome"] == "killed"
+    assert sr.run("stop", "-n", "s").returncode == 3
+
+
+def test_stop_kills_a_job_that_ignores_sigterm_after_kill_after(sr):
+    holder = sr.start("-n", "t", "--", "sh", "-c", "trap '' TERM; while :; do sleep 0.1; done")
+    wait_for(lambda: '"child_pid":' in records(sr.lock_dir), what="job started")
+    t0 = time.monotonic()
+    r = sr.run("stop", "-n", "t", "--kill-after", "1s")
+    took = time.monotonic() - t0
+    assert r.returncode == 0, r.stderr
+    assert 1.0 <= took < 5
+    assert holder.wait(10) == 128 + signal.SIGKILL
+
+
+def test_stop_gives_up_at_timeout_with_status_1(sr):
+    holder = sr.start("-n", "t", "--", "sh", "-c", "trap '' TERM; while :; do sleep 0.1; done")
+    wait_for(lambda: '"child_pid":' in records(sr.lock_dir), what="job started")
+    r = sr.run("stop", "-n", "t", "--timeout", "0.5s", "--kill-after", "30s")
+    assert r.returncode == 1 and r.stdout.startswith("still running: default/t")
+    assert sr.run("stop", "-n", "t", "--signal", "KILL").returncode == 0
+    assert holder.wait(10) == 128 + signal.SIGKILL
+
+
+def test_stop_after_kill_9_of_singlerun_stops_the_orphaned_job(sr):
+    holder, job_pid = sr.start_holder("-n", "o")
+    holder.kill()
+    holder.wait()
+    assert sr.run("stop", "-n", "o").returncode == 0
+    wait_for(lambda: os.waitpid(job_pid, os.WNOHANG)[0] == job_pid, what="job reaped")
+    assert sr.run("-n", "o", "--", "true").returncode == 0
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["stop"],
+        ["stop", "-n", ""],
+        ["stop", "-n", "x", "--signal", "NOPE"],
+        ["status", "-n", "a\nb"],
+        ["history", "--limit", "0"],
+    ],
+)
+def test_subcommand_usage_errors(sr, args):
+    r = sr.run(*args)
+    assert r.returncode == 2 and r.stderr.startswith("singlerun: ") and r.stderr.count("\n") == 1
+
+
+# -- clean -------------------------------------------------------------------------------
+
+
+def test_clean_removes_only_stale_records(sr):
+    live, _ = sr.start_holder("-n", "live")
+    dead, dead_job = sr.start_holder("-n", "dead")
+    dead.kill()
+    dead.wait()
+    os.kill(dead_job, signal.SIGKILL)
+    os.waitpid(dead_job, 0)
+    r = sr.run("clean", "--dry-run")
+    assert r.stdout.startswith("would remove stale record of default/dead: job ")
+    assert len(list(sr.lock_dir.glob("*.rec"))) == 2
+    r = sr.run("clean")
+    assert r.returncode == 0 and r.stdout.count("removed stale record of default/dead") == 1
+    assert [e["state"] for e in _status(sr)[1]] == ["idle", "running"]
+    assert _history(sr, "-n", "dead")[0]["outcome"] == "lost"
+    assert sr.run("clean").stdout == ""
+    stop(live)
+
+
+# -- history and outcomes ----------------------------------------------------------------
+
+
+def test_fifty_runs_finishing_at_once_leave_fifty_rows(sr, tmp_path):
+    gate = tmp_path / "go"
+    script = f"while [ ! -e {gate} ]; do sleep 0.02; done"
+    procs = [sr.start("-n", f"k{i}", "--", "sh", "-c", script) for i in range(50)]
+    wait_for(lambda: len(list(sr.lock_dir.glob("*.rec"))) == 50, timeout=30, what="all running")
+    gate.touch()
+    assert [p.wait(30) for p in procs] == [0] * 50
+    rows = _history(sr, "--limit", "100")
+    assert len(rows) == 50 and {r["outcome"] for r in rows} == {"ok"}
+    assert len({r["job_id"] for r in rows}) == 50
+
+
+def test_outcomes(sr):
+    assert sr.run("-n", "ok", "--", "true").returncode == 0
+    assert sr.run("-n", "failed", "--", "sh", "-c", "exit 3").returncode == 3
+    assert sr.run("-n", "killed", "--", "sh", "-c", "kill -KILL $$").returncode == 137
+    assert sr.run("-n", "timeout", "--max-runtime", "0.2", "--", "sleep", "30").returncode == 124
+    holder, _ = sr.start_holder("-n", "replaced")
+    assert sr.run("-n", "replaced", "--replace", "--", "true").returncode == 0
+    holder.wait(10)
+    got = {(r["name"], r["outcome"], r["exit_status"]) for r in _history(sr)}
+    assert {
+        ("ok", "ok", 0),
+        ("failed", "failed", 3),
+        ("killed", "killed", 137),
+        ("timeout", "timeout", 124),
+        ("replaced", "replaced", 0),
+    } <= got
+    assert ("replaced", "ok", 0) in got  # the replacement itself
+    text = sr.run("history", "--limit", "2").stdout.splitlines()
+    assert len(text) == 2 and text[0].endswith("ok") and " default/replaced " in text[0]
+
+
+def test_unwritable_ledger_warns_but_runs(sr):
+    (sr.lock_dir / "history.db").mkdir()  # not a database
+    r = sr.run("-n", "k", "--", "echo", "ran")
+    assert (r.returncode, r.stdout) == (0, "ran\n")
+    assert r.stderr.startswith("singlerun: warning: cannot write the run history")
+    assert r.stderr.count("\n") == 1
+
+
+# -- limits ------------------------------------------------------------------------------
+
+
+def test_max_runtime_exits_124_within_about_two_seconds(sr):
+    t0 = time.monotonic()
+    r = sr.run("-n", "long", "--max-runtime", "1s", "--", "sleep", "30")
+    assert r.returncode == 124 and time.monotonic() - t0 < 2 * 2
+    assert "exceeded --max-runtime" in r.stderr
+
+
+def test_max_runtime_escalates_to_sigkill(sr):
+    t0 = time.monotonic()
+    r = sr.run(
+        "-n",
+        "stubborn",
+        "--max-runtime",
+        "0.3",
+        "--kill-after",
+        "0.5",
+        "--signal",
+        "INT",
+        "--",
+        "sh",
+        "-c",
+        "trap '' INT TERM; while :; do sleep 0.05; done",
+    )
+    assert r.returncode == 124 and 0.8 <= time.monotonic() - t0 < 4
+
+
+def test_max_concurrent_runs_three_and_refuses_or_queues_the_fourth(sr, tmp_path):
+    holders = [sr.start_holder("-n", "m", "--max-concurrent", "3")[0] for _ in range(3)]
+    r = sr.run("-n", "m", "--max-concurrent", "3", "--", "true")
+    assert r.returncode == 75 and "3 instances" in r.stderr
+    _, (e,) = _status(sr, "-n", "m")
+    assert e["state"] == "running" and len(e["holders"]) == 3
+    out = tmp_path / "fourth"
+    fourth = sr.start("-n", "m", "--max-concurrent", "3", "--wait", "--", "touch", str(out))
+    wait_for(lambda: _status(sr, "-n", "m")[1][0]["waiters"], what="fourth queued")
+    assert not out.exists()
+    stop(holders[1])
+    assert fourth.wait(10) == 0 and out.exists()
+    for h in holders:
+        stop(h)
+
+
+def test_replace_stops_the_old_instance_and_runs(sr):
+    holder, _ = sr.start_holder("-n", "r")
+    r = sr.run("-n", "r", "--replace", "--", "echo", "new")
+    assert (r.returncode, r.stdout) == (0, "new\n")
+    assert holder.wait(10) == 0  # its job handled the SIGTERM and exited 0
+    assert sr.run("-n", "r", "--replace", "--", "true").returncode == 0  # nothing to replace
