@@ -26,12 +26,8 @@ def user() -> str:
         return str(os.getuid())
 
 
-def process_start_time(pid: int) -> float | None:
-    """Start time of `pid` as psutil's Process.create_time() computes it on Linux.
-
-    Deliberately not psutil: importing it costs ~40 ms on every run, and this is two reads
-    of /proc. tests/unit/test_identity.py checks that both agree.
-    """
+def _proc_stat(pid: int) -> tuple[bytes, float] | None:
+    """(state, start time) of `pid` from /proc, start time as psutil's create_time()."""
     try:
         with open(f"/proc/{pid}/stat", "rb") as f:
             stat = f.read()
@@ -40,4 +36,24 @@ def process_start_time(pid: int) -> float | None:
     except (OSError, StopIteration, ValueError):
         return None
     fields = stat[stat.rfind(b")") + 2 :].split()
-    return int(fields[19]) / os.sysconf("SC_CLK_TCK") + btime
+    return fields[0], int(fields[19]) / os.sysconf("SC_CLK_TCK") + btime
+
+
+def process_start_time(pid: int) -> float | None:
+    """Start time of `pid` as psutil's Process.create_time() computes it on Linux.
+
+    Deliberately not psutil: importing it costs ~40 ms on every run, and this is two reads
+    of /proc. tests/unit/test_identity.py checks that both agree.
+    """
+    found = _proc_stat(pid)
+    return None if found is None else found[1]
+
+
+def surely_running(pid: int, started: float | None) -> bool:
+    """True if `pid` is a live, non-zombie process that started at `started`.
+
+    A cheap first check for the conflict message (no psutil import); False means "ask
+    liveness.py", not "dead".
+    """
+    found = _proc_stat(pid)
+    return found is not None and found[0] != b"Z" and started is not None and found[1] == started

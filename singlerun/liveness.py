@@ -7,11 +7,8 @@ orphans stay zombies forever); a record from another host is never judged dead h
 
 from __future__ import annotations
 
-import time
-
 import psutil
 
-from singlerun.durations import format_age
 from singlerun.identity import host
 from singlerun.record import Record
 
@@ -42,20 +39,12 @@ def record_alive(record: Record) -> bool:
     return alive(record.pid, record.pid_started) or alive(record.child_pid, record.child_started)
 
 
-def describe(holders: list[Record], *, held: bool = False, now: float | None = None) -> str:
-    """The parenthesis that names a key's holder in messages, or '' if none is recorded."""
-    if not holders:
-        return ""
-    newest = max(holders, key=lambda r: r.started_at)
-    age = format_age((time.time() if now is None else now) - newest.started_at)
-    what = f"{len(holders)} instances, newest job" if len(holders) > 1 else "job"
-    pid, note = newest.pid, ""
-    if newest.host != host():
-        note = f"; on {newest.host}"
-    elif not alive(newest.pid, newest.pid_started):
-        if alive(newest.child_pid, newest.child_started):
-            pid, note = newest.child_pid, f"; its singlerun, pid {newest.pid}, is gone"
-        else:
-            note = "; that process is gone, but one it started still holds the lock"
-    prefix = "held by " if held else ""
-    return f" ({prefix}{what} {newest.job_id}, pid {pid}, started {age} ago{note})"
+def holder(record: Record) -> tuple[int, str]:
+    """The PID to name as a key's holder, and a note when its singlerun is not it."""
+    if record.host != host():
+        return record.pid, f"; on {record.host}"
+    if alive(record.pid, record.pid_started):
+        return record.pid, ""
+    if record.child_pid and alive(record.child_pid, record.child_started):
+        return record.child_pid, f"; its singlerun, pid {record.pid}, is gone"
+    return record.pid, "; that process is gone, but one it started still holds the lock"

@@ -14,12 +14,14 @@ import signal
 import stat
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 import filelock
 
 from singlerun.errors import LockBusy, StoreError, WaitTimeout
+from singlerun.identity import surely_running
 from singlerun.keys import JobKey
-from singlerun.record import MAX_SIZE, Record, encode, parse
+from singlerun.record import MAX_SIZE, Record, describe, encode, parse
 from singlerun.store import KeyState, Lease, Reclaimed, proclocks, queue
 
 _READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
@@ -37,9 +39,14 @@ def _store_error(action: str, path: str, exc: OSError) -> StoreError:
 
 
 def _describe(holders: list[Record], *, held: bool = False) -> str:
-    from singlerun.liveness import describe  # lazy: psutil: conflicts only
+    # psutil costs ~40 ms to import: a stampede of launchers on a held key pays it on every
+    # conflict. When the newest holder's singlerun is plainly running, /proc says so for less.
+    newest = max(holders, key=lambda r: r.started_at, default=None)
+    if newest is None or surely_running(newest.pid, newest.pid_started):
+        return describe(holders, held=held)
+    from singlerun.liveness import holder  # lazy: psutil
 
-    return describe(holders, held=held)
+    return describe(holders, held=held, who=holder)
 
 
 @contextlib.contextmanager
@@ -64,9 +71,18 @@ def _deadline_alarm(key: JobKey, deadline: float | None) -> Iterator[None]:
         signal.signal(signal.SIGALRM, previous)
 
 
+@dataclass
+class _Held:
+    """A lease's private state: its lock, and the inode of the record it published."""
+
+    lock: filelock.FileLock
+    record_inode: int | None = None
+
+
 class FileStore:
     def __init__(self, lock_dir: str) -> None:
         self.lock_dir = lock_dir
+        self._locks: dict[str, tuple[filelock.FileLock, list[int]]] = {}
 
     def _path(self, key: JobKey, slot: int, suffix: str) -> str:
         slot_part = f"@{slot}" if slot else ""
@@ -98,28 +114,43 @@ class FileStore:
                 found.append(record)
         return found
 
-    def publish(self, lease: Lease, record: Record) -> None:
-        path = self._path(lease.key, lease.slot, ".rec")
+    def _write(self, path: str, data: bytes, what: str) -> int:
+        """Replace `path` atomically (temp file + rename); return the new file's inode."""
         tmp = f"{path}.{os.getpid()}.tmp"
         flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC
         try:
             fd = os.open(tmp, flags, 0o644)
             try:
-                os.write(fd, encode(record))
+                os.write(fd, data)
+                inode = os.fstat(fd).st_ino
             finally:
                 os.close(fd)
-            os.rename(tmp, path)  # atomic; replaces a planted symlink instead of following it
+            os.rename(tmp, path)  # replaces a planted symlink instead of following it
         except OSError as exc:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
-            raise _store_error("write the record", path, exc) from None
+            raise _store_error(f"write {what}", path, exc) from None
+        return inode
+
+    def publish(self, lease: Lease, record: Record) -> None:
+        path = self._path(lease.key, lease.slot, ".rec")
+        lease.handle.record_inode = self._write(path, encode(record), "the record")
 
     # -- acquiring --------------------------------------------------------------------------
 
+    def _lock(self, path: str) -> tuple[filelock.FileLock, list[int]]:
+        # One lock object per slot, so a waiter that wakes only has to acquire it.
+        if path not in self._locks:
+            fds: list[int] = []
+            lock = filelock.FileLock(
+                path, thread_local=False, blocking=False, on_acquired=fds.append
+            )
+            self._locks[path] = (lock, fds)
+        return self._locks[path]
+
     def _try_slot(self, key: JobKey, slot: int, token: str) -> Lease | None:
         path = self._path(key, slot, ".lock")
-        fds: list[int] = []
-        lock = filelock.FileLock(path, thread_local=False, blocking=False, on_acquired=fds.append)
+        lock, fds = self._lock(path)
         try:
             lock.acquire()
         except filelock.Timeout:
@@ -137,7 +168,7 @@ class FileStore:
         # We hold the lock, so a record still there was left by a run that died.
         leftover = self._read(self._path(key, slot, ".rec"))
         reclaimed = None if leftover is None else Reclaimed(parse(leftover))
-        return Lease(key, slot, token, None, fds[-1], reclaimed, lock)
+        return Lease(key, slot, token, None, fds[-1], reclaimed, _Held(lock))
 
     def _try_any(self, key: JobKey, slots: int, token: str) -> Lease | None:
         for slot in range(slots):
@@ -192,13 +223,14 @@ class FileStore:
             os.close(qfd)
 
     def release(self, lease: Lease) -> None:
+        held: _Held = lease.handle
         path = self._path(lease.key, lease.slot, ".rec")
-        data = self._read(path)
-        record = parse(data) if data else None
-        if record is not None and record.job_id == lease.token:
-            with contextlib.suppress(FileNotFoundError):
+        # Remove the record only if it is still the file we renamed into place. While we
+        # hold the lock nobody else writes it, so the inode says so without reading it.
+        with contextlib.suppress(FileNotFoundError):
+            if os.stat(path, follow_symlinks=False).st_ino == held.record_inode:
                 os.unlink(path)
-        lease.handle.release()
+        held.lock.release()
 
     # -- inspection and control -------------------------------------------------------------
 
@@ -269,16 +301,7 @@ class FileStore:
         if slot is None:
             return
         path = self._path(JobKey(record.group, record.name), slot, ".stop")
-        tmp = f"{path}.{os.getpid()}.tmp"
-        try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o644)
-            try:
-                os.write(fd, f"{reason} {record.job_id}\n".encode())
-            finally:
-                os.close(fd)
-            os.rename(tmp, path)
-        except OSError as exc:
-            raise _store_error("write the stop request", path, exc) from None
+        self._write(path, f"{reason} {record.job_id}\n".encode(), "the stop request")
 
     def stop_reason(self, lease: Lease) -> str | None:
         path = self._path(lease.key, lease.slot, ".stop")
@@ -311,5 +334,5 @@ class FileStore:
                     with contextlib.suppress(FileNotFoundError):
                         os.unlink(path)
             finally:
-                lease.handle.release()
+                lease.handle.lock.release()
         return removed

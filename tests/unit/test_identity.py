@@ -27,3 +27,22 @@ def test_job_ids_are_unique_url_safe_and_sortable():
     assert ids == sorted(ids) and len(set(ids)) == 3
     assert all(re.fullmatch(r"[0-9A-Z]{26}", i) for i in ids)
     assert len({new_job_id() for _ in range(1000)}) == 1000
+
+
+def test_surely_running():
+    from singlerun.identity import surely_running
+
+    me = os.getpid()
+    assert surely_running(me, process_start_time(me))
+    assert not surely_running(me, process_start_time(me) - 5)  # PID reused
+    assert not surely_running(me, None)
+    child = subprocess.Popen(["sleep", "30"])
+    started = process_start_time(child.pid)
+    child.kill()
+    deadline = time.monotonic() + 10
+    while psutil.Process(child.pid).status() != psutil.STATUS_ZOMBIE:
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    assert not surely_running(child.pid, started)  # a zombie
+    child.wait()
+    assert not surely_running(child.pid, started)  # gone

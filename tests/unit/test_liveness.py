@@ -9,8 +9,8 @@ from dataclasses import replace
 import psutil
 
 from singlerun.identity import host, process_start_time
-from singlerun.liveness import alive, describe, record_alive
-from singlerun.record import Record
+from singlerun.liveness import alive, holder, record_alive
+from singlerun.record import Record, describe
 
 
 def _dead_pid() -> int:
@@ -64,8 +64,8 @@ def test_describe_names_the_live_holder():
     assert describe([live], held=True, now=1010).startswith(" (held by job 01J, pid ")
     dead = _dead_pid()
     orphaned = replace(REC, pid=dead, child_pid=me)
-    assert describe([orphaned], now=1010) == (
+    assert describe([orphaned], now=1010, who=holder) == (
         f" (job 01J, pid {me}, started 10s ago; its singlerun, pid {dead}, is gone)"
     )
-    assert "still holds the lock" in describe([replace(REC, pid=dead)], now=1010)
-    assert describe([replace(live, host="b")], now=1010).endswith("; on b)")
+    assert "still holds the lock" in describe([replace(REC, pid=dead)], now=1010, who=holder)
+    assert describe([replace(live, host="b")], now=1010, who=holder).endswith("; on b)")
