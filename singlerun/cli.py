@@ -83,8 +83,7 @@ def lock_dir_option() -> Decorator:
     )
 
 
-def group_option(default: str | None) -> Decorator:
-    what = "Job group." if default else "Only this group (with -n: default `default`)."
+def group_option(default: str | None, what: str = "Only this group.") -> Decorator:
     return option("-g", "--group", default=default, show_default=bool(default), help=what)
 
 
@@ -120,7 +119,8 @@ class SinglerunGroup(click.Group):
     """`singlerun [OPTIONS] COMMAND...` means `singlerun run [OPTIONS] COMMAND...`."""
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
-        if not args or (args[0] not in self.commands and args[0] != "--version"):
+        completing = ctx.resilient_parsing and not args  # shell completion of a subcommand
+        if not completing and (not args or args[0] not in [*self.commands, "--version"]):
             args = ["run", *args]
         return super().parse_args(ctx, args)
 
@@ -143,7 +143,7 @@ def cli() -> None:
     "run", cls=RunCommand, epilog=RUN_EPILOG, context_settings={"allow_interspersed_args": False}
 )
 @option("-n", "--name", help="Job name (with the group, the key) [default: derived from COMMAND].")
-@group_option("default")
+@group_option("default", "Job group.")
 @option(
     "--wait",
     is_flag=True,
@@ -309,7 +309,7 @@ Exit status: 0 stopped, 3 nothing was running, 1 still running at --timeout.
 
 
 @cli.command("stop", epilog=STOP_EPILOG)
-@group_option(None)
+@group_option(None, "The job's group [default: default].")
 @option("-n", "--name", required=True, help="The job to stop.")
 @apply(*stop_options("stop sends first"))
 @option(
