@@ -1,0 +1,60 @@
+"""The README's examples do what the README says: every ```console block is a transcript
+(`$ ` commands, then their output, `…` matching anything) run in order, as a user would."""
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.conftest import records, wait_for
+
+README = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+
+
+def _steps() -> list[tuple[str, list[str]]]:
+    steps: list[tuple[str, list[str]]] = []
+    for block in re.findall(r"```console\n(.*?)```", README, re.S):
+        for line in block.splitlines():
+            if line.startswith("$ "):
+                steps.append((line[2:], []))
+            else:
+                steps[-1][1].append(line)
+    return steps
+
+
+def _matches(expected: str, actual: str) -> bool:
+    pattern = ".*?".join(re.escape(part) for part in expected.split("…"))
+    return re.fullmatch(pattern, actual) is not None
+
+
+def test_readme_has_transcripts():
+    assert len(_steps()) >= 8
+
+
+def test_readme_transcripts_run_as_written(sr, tmp_path):
+    env = {**sr.env, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    for command, expected in _steps():
+        if command.endswith("&"):
+            subprocess.Popen(
+                ["bash", "-c", command[:-1]],
+                env=env,
+                cwd=tmp_path,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            wait_for(lambda: '"child_pid":' in records(sr.lock_dir), what=command)
+            continue
+        r = subprocess.run(
+            ["bash", "-c", command],
+            env=env,
+            cwd=tmp_path,
+            text=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            timeout=60,
+        )
+        got = r.stdout.splitlines()
+        assert len(got) == len(expected) and all(map(_matches, expected, got)), (
+            f"$ {command}\nexpected:\n" + "\n".join(expected) + "\ngot:\n" + r.stdout
+        )
