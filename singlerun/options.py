@@ -1,0 +1,89 @@
+"""Options shared by the subcommands: types, and one declaration per option with its
+SINGLERUN_<OPTION> environment variable (SPEC §8)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import click
+
+from singlerun.durations import parse_duration
+
+Decorator = Callable[[Any], Any]
+
+
+class Duration(click.ParamType):
+    name = "DURATION"
+
+    def convert(
+        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
+    ) -> float:
+        if isinstance(value, float):
+            return value
+        try:
+            return parse_duration(str(value))
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
+
+
+class Signal(click.ParamType):
+    name = "SIGNAL"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
+        if isinstance(value, int):
+            return value
+        from singlerun.supervise import signal_number  # lazy: only when given
+
+        try:
+            return signal_number(str(value))
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
+
+
+def option(*decls: str, **kw: Any) -> Decorator:
+    """A click option whose environment variable is SINGLERUN_<OPTION> (SPEC §8)."""
+    long = next(d for d in decls if d.startswith("--"))
+    envvar = "SINGLERUN_" + long[2:].upper().replace("-", "_")
+    return click.option(*decls, envvar=envvar, show_envvar=True, **kw)
+
+
+def lock_dir_option() -> Decorator:
+    return option(
+        "--lock-dir",
+        metavar="DIR",
+        help="Directory of lock files, records and the ledger "
+        "[default: $XDG_RUNTIME_DIR/singlerun, else $TMPDIR/singlerun-UID].",
+    )
+
+
+def group_option(default: str | None, what: str = "Only this group.") -> Decorator:
+    return option("-g", "--group", default=default, show_default=bool(default), help=what)
+
+
+def stop_options(verb: str) -> list[Decorator]:
+    return [
+        option(
+            "--signal",
+            type=Signal(),
+            default="TERM",
+            show_default=True,
+            help=f"The signal that {verb} (a name or a number).",
+        ),
+        option(
+            "--kill-after",
+            type=Duration(),
+            default="10s",
+            show_default=True,
+            help="Send SIGKILL if the job is still running this long after the signal.",
+        ),
+    ]
+
+
+def apply(*decorators: Decorator) -> Decorator:
+    def wrap(f: Any) -> Any:
+        for d in reversed(decorators):
+            f = d(f)
+        return f
+
+    return wrap
