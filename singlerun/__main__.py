@@ -1,3 +1,3 @@
-from singlerun.cli import entry
+from singlerun.launch import main
 
-entry()
+main()

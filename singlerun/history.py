@@ -12,7 +12,7 @@ import sqlite3
 from dataclasses import astuple, dataclass, fields
 
 FILE_NAME = "history.db"  # key files all end in .lock/.rec/.queue/.stop: no clash
-_BUSY_TIMEOUT_MS = 10_000
+_BUSY_TIMEOUT_MS = 5_000  # plenty for ms-long inserts; a wedged ledger costs a run 5 s
 OUTCOMES = ("ok", "failed", "killed", "timeout", "replaced", "lost")
 
 

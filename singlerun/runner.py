@@ -117,44 +117,65 @@ def _outcome(ended: supervise.Ended, reason: str | None) -> str:
     return "ok" if ended.code == 0 else "failed"
 
 
-def _write_history(cfg: RunConfig, me: Record, lease: Lease, code: int, outcome: str) -> None:
-    from singlerun.history import Ledger, Run  # lazy: after the lock is released
+class _Bookkeeping:
+    """The record rewrite, the release and the ledger never fail a run; their trouble is
+    reported once per run (one cause, such as a lock directory deleted under the job,
+    would otherwise show up in each of them)."""
 
-    command = json.dumps(cfg.command)
-    rows = [
-        Run(
-            me.job_id,
-            cfg.key.group,
-            cfg.key.name,
-            me.host,
-            me.pid,
-            me.started_at,
-            time.time(),
-            code,
-            outcome,
-            command,
-        )
-    ]
+    def __init__(self, lock_dir: str) -> None:
+        self.lock_dir = lock_dir
+        self.warned = False
+
+    def warn(self, message: str) -> None:
+        if self.warned:
+            return
+        self.warned = True
+        if not os.path.isdir(self.lock_dir):
+            message = f"the lock directory {self.lock_dir} disappeared while the job ran"
+        warn(f"warning: {message}; the run itself is unaffected")
+
+
+def _write_history(
+    cfg: RunConfig, me: Record, lease: Lease, code: int, outcome: str, books: _Bookkeeping
+) -> None:
+    """The ledger never fails a run: any error (sqlite3's, the file system's, or even loading
+    sqlite3 under a memory limit) is one warning, and the job's status stands."""
     dead = lease.reclaimed.record if lease.reclaimed else None
-    if dead is not None:
-        rows.append(
-            Run(
-                dead.job_id,
-                dead.group,
-                dead.name,
-                dead.host,
-                dead.pid,
-                dead.started_at,
-                None,
-                None,
-                "lost",
-                json.dumps(dead.command),
-            )
-        )
     try:
+        from singlerun.history import Ledger, Run  # lazy: after the lock is released
+
+        rows = [
+            Run(
+                me.job_id,
+                cfg.key.group,
+                cfg.key.name,
+                me.host,
+                me.pid,
+                me.started_at,
+                time.time(),
+                code,
+                outcome,
+                json.dumps(cfg.command),
+            )
+        ]
+        if dead is not None:
+            rows.append(
+                Run(
+                    dead.job_id,
+                    dead.group,
+                    dead.name,
+                    dead.host,
+                    dead.pid,
+                    dead.started_at,
+                    None,
+                    None,
+                    "lost",
+                    json.dumps(dead.command),
+                )
+            )
         Ledger(cfg.lock_dir).add(*rows)
-    except Exception as exc:  # sqlite3.Error, OSError: the ledger never fails a run
-        warn(f"warning: cannot write the run history ({exc}); the run itself is unaffected")
+    except Exception as exc:
+        books.warn(f"cannot write the run history ({exc})")
 
 
 def run(cfg: RunConfig) -> int:
@@ -172,6 +193,7 @@ def run(cfg: RunConfig) -> int:
         command=cfg.command,
     )
     lease = _acquire(store, cfg, me)
+    books = _Bookkeeping(store.lock_dir)
     code, outcome = ExitCode.INTERNAL, None
     try:
         if lease.reclaimed and not cfg.quiet:
@@ -185,7 +207,7 @@ def run(cfg: RunConfig) -> int:
             try:
                 store.publish(lease, me.with_child(pid, process_start_time(pid)))
             except StoreError as exc:
-                warn(f"warning: {exc.message}")
+                books.warn(exc.message)
 
         env = {
             **os.environ,
@@ -214,6 +236,6 @@ def run(cfg: RunConfig) -> int:
         try:
             store.release(lease)
         except (OSError, StoreError) as exc:
-            warn(f"warning: releasing {cfg.key}: {exc}")
+            books.warn(f"releasing {cfg.key}: {exc}")
         if outcome is not None:
-            _write_history(cfg, me, lease, code, outcome)
+            _write_history(cfg, me, lease, code, outcome, books)

@@ -8,6 +8,7 @@ across inodes). Every path is opened without following symlinks.
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import os
 import signal
@@ -33,7 +34,7 @@ _MULTI_SLOT_POLL = 0.02
 
 
 def _store_error(action: str, path: str, exc: OSError) -> StoreError:
-    if exc.errno == 40:  # ELOOP: O_NOFOLLOW met a symlink
+    if exc.errno == errno.ELOOP:  # O_NOFOLLOW met a symlink
         return StoreError(f"refusing to {action} {path}: it is a symbolic link")
     return StoreError(f"cannot {action} {path}: {exc.strerror or exc}")
 
@@ -97,7 +98,7 @@ class FileStore:
         except FileNotFoundError:
             return None
         except OSError as exc:
-            if exc.errno == 40:
+            if exc.errno == errno.ELOOP:
                 return b""  # a planted symlink reads as a corrupt record
             raise _store_error("read", path, exc) from None
         try:
@@ -121,7 +122,8 @@ class FileStore:
         try:
             fd = os.open(tmp, flags, 0o644)
             try:
-                os.write(fd, data)
+                if os.write(fd, data) != len(data):  # a file size limit cuts writes short
+                    raise OSError(errno.EFBIG, os.strerror(errno.EFBIG))
                 inode = os.fstat(fd).st_ino
             finally:
                 os.close(fd)

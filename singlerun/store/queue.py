@@ -10,6 +10,7 @@ removed by its successor.
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import os
 import time
@@ -62,7 +63,9 @@ def join(dir_fd: int, me: Record) -> Ticket:
         fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL | _OPEN_FLAGS, 0o644, dir_fd=dir_fd)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
-            os.write(fd, encode(me))
+            data = encode(me)
+            if os.write(fd, data) != len(data):  # a file size limit cuts writes short
+                raise OSError(errno.EFBIG, os.strerror(errno.EFBIG))
             os.rename(tmp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
         except BaseException:
             os.close(fd)

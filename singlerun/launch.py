@@ -1,0 +1,28 @@
+"""The console script's entry point: a guard that imports nothing heavy itself.
+
+Ctrl-C before singlerun holds anything ends it at once with 130 (Python's own handler would
+raise KeyboardInterrupt in the middle of imports, where it is printed and even swallowed);
+the runner replaces this handler before it takes a lock. `_signal`, not `signal`: the latter
+spends a millisecond building enums on import, a window in which Ctrl-C is not yet ours.
+If the interpreter cannot load singlerun at all (no free descriptors, no memory), one
+`singlerun: ...` line and 125.
+"""
+
+import _signal
+import os
+
+
+def _interrupted(_signum: int, _frame: object) -> None:
+    os._exit(128 + _signal.SIGINT)
+
+
+def main() -> None:
+    if _signal.getsignal(_signal.SIGINT) is _signal.default_int_handler:  # not SIG_IGN
+        _signal.signal(_signal.SIGINT, _interrupted)
+    try:
+        from singlerun.cli import entry
+    except (OSError, MemoryError) as exc:
+        reason = getattr(exc, "strerror", None) or type(exc).__name__
+        os.write(2, f"singlerun: cannot start: {reason}\n".encode())
+        os._exit(125)
+    entry()
