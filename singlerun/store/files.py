@@ -23,10 +23,9 @@ from singlerun.errors import LockBusy, StoreError, WaitTimeout
 from singlerun.identity import surely_running
 from singlerun.keys import JobKey
 from singlerun.record import MAX_SIZE, Record, describe, encode, parse
-from singlerun.store import KeyState, Lease, Reclaimed, proclocks, queue
+from singlerun.store import KeyState, Lease, Reclaimed, queue, scan
 
 _READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
-_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _MAX_SLOTS = 1024  # --max-concurrent's upper bound
 # A head waiter on a key with several slots cannot sleep in flock() on all of them at once,
 # so it polls them at this interval; with one slot it sleeps in the kernel instead.
@@ -237,54 +236,7 @@ class FileStore:
     # -- inspection and control -------------------------------------------------------------
 
     def inspect(self) -> list[KeyState]:
-        held = proclocks.held_files()
-        dev = os.stat(self.lock_dir).st_dev
-        slots: dict[str, dict[int, str]] = {}  # stem -> slot -> "held" | "free"
-        records: set[str] = set()
-        queues: list[str] = []
-        with os.scandir(self.lock_dir) as entries:
-            for entry in entries:
-                base, dot, suffix = entry.name.rpartition(".")
-                stem, _, slot = base.partition("@")
-                if not dot or not stem or (slot and not slot.isdigit()):
-                    continue
-                if suffix == "lock" and entry.is_file(follow_symlinks=False):
-                    # Without /proc/locks, a lock is taken as held (fail closed).
-                    on = held is None or (dev, entry.inode()) in held
-                    slots.setdefault(stem, {})[int(slot or 0)] = "held" if on else "free"
-                elif suffix == "rec":
-                    records.add(entry.name)
-                elif suffix == "queue" and not slot and entry.is_dir(follow_symlinks=False):
-                    queues.append(stem)
-        states = {stem: KeyState(stem, JobKey.from_stem(stem)) for stem in (*slots, *queues)}
-        for stem, by_slot in slots.items():
-            state = states[stem]
-            for slot, how in sorted(by_slot.items()):
-                name = f"{stem}@{slot}.rec" if slot else f"{stem}.rec"
-                data = self._read(os.path.join(self.lock_dir, name)) if name in records else None
-                record = parse(data) if data else None
-                if how == "held":
-                    if record is None:
-                        state.unrecorded += 1
-                    else:
-                        state.holders.append(record)
-                elif data is not None:
-                    state.stale.append(record)
-        for stem in queues:
-            try:
-                qfd = os.open(os.path.join(self.lock_dir, f"{stem}.queue"), _DIR_FLAGS)
-            except OSError:
-                continue
-            try:
-                states[stem].waiters = [r for r, live in queue.waiters(qfd) if live and r]
-            finally:
-                os.close(qfd)
-        for state in states.values():
-            if state.key is None:
-                known = next((r for r in (*state.holders, *state.stale, *state.waiters) if r), None)
-                if known is not None:
-                    state.key = JobKey(known.group, known.name)
-        return list(states.values())
+        return scan.scan(self.lock_dir, self._read)
 
     def _slot_of(self, record: Record) -> int | None:
         key = JobKey(record.group, record.name)

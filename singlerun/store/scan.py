@@ -1,0 +1,68 @@
+"""The file store's view of all its keys, for `status` and `clean`, taking no lock.
+
+Which slots are held comes from /proc/locks (kernel truth, no probing); records and queue
+tickets say who holds and who waits.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+
+from singlerun.keys import JobKey
+from singlerun.record import parse
+from singlerun.store import KeyState, proclocks, queue
+
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+def scan(lock_dir: str, read: Callable[[str], bytes | None]) -> list[KeyState]:
+    """Every key with files in `lock_dir`: held and free slots, records, live waiters."""
+    held = proclocks.held_files()
+    dev = os.stat(lock_dir).st_dev
+    slots: dict[str, dict[int, str]] = {}  # stem -> slot -> "held" | "free"
+    records: set[str] = set()
+    queues: list[str] = []
+    with os.scandir(lock_dir) as entries:
+        for entry in entries:
+            base, dot, suffix = entry.name.rpartition(".")
+            stem, _, slot = base.partition("@")
+            if not dot or not stem or (slot and not slot.isdigit()):
+                continue
+            if suffix == "lock" and entry.is_file(follow_symlinks=False):
+                # Without /proc/locks, a lock is taken as held (fail closed).
+                on = held is None or (dev, entry.inode()) in held
+                slots.setdefault(stem, {})[int(slot or 0)] = "held" if on else "free"
+            elif suffix == "rec":
+                records.add(entry.name)
+            elif suffix == "queue" and not slot and entry.is_dir(follow_symlinks=False):
+                queues.append(stem)
+    states = {stem: KeyState(stem, JobKey.from_stem(stem)) for stem in (*slots, *queues)}
+    for stem, by_slot in slots.items():
+        state = states[stem]
+        for slot, how in sorted(by_slot.items()):
+            name = f"{stem}@{slot}.rec" if slot else f"{stem}.rec"
+            data = read(os.path.join(lock_dir, name)) if name in records else None
+            record = parse(data) if data else None
+            if how == "held":
+                if record is None:
+                    state.unrecorded += 1
+                else:
+                    state.holders.append(record)
+            elif data is not None:
+                state.stale.append(record)
+    for stem in queues:
+        try:
+            qfd = os.open(os.path.join(lock_dir, f"{stem}.queue"), _DIR_FLAGS)
+        except OSError:
+            continue
+        try:
+            states[stem].waiters = [r for r, live in queue.waiters(qfd) if live and r]
+        finally:
+            os.close(qfd)
+    for state in states.values():
+        if state.key is None:
+            known = next((r for r in (*state.holders, *state.stale, *state.waiters) if r), None)
+            if known is not None:
+                state.key = JobKey(known.group, known.name)
+    return list(states.values())
