@@ -146,6 +146,9 @@ def test_chaos_never_overlaps(sr, tmp_path, mode):
     FIGURES["stale records reclaimed"] += reclaimed
     for box in boxes.values():
         violations = box / "violations"
+        FIGURES["overlaps"] += (
+            len(violations.read_text().splitlines()) if violations.exists() else 0
+        )
         assert not violations.exists(), violations.read_text()
         ran += len((box / "runs").read_text().split()) if (box / "runs").exists() else 0
     FIGURES["jobs that ran"] += ran
