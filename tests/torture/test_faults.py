@@ -2,11 +2,13 @@
 documented exit status, or the documented degradation; the key is never left locked
 without a running job."""
 
+import contextlib
 import os
 import random
 import resource
 import signal
 import sqlite3
+import subprocess
 import threading
 
 import pytest
@@ -38,6 +40,45 @@ def test_record_cannot_be_written(sr):
     )
     assert not list(sr.lock_dir.glob("*.tmp"))
     _key_is_free(sr)
+
+
+@pytest.fixture
+def full_fs(tmp_path):
+    """A 256 KiB tmpfs filled to the last byte (skipped where mounting is not allowed)."""
+    mnt = tmp_path / "fs"
+    mnt.mkdir()
+    if (
+        subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", "size=256k,mode=700", "tmpfs", str(mnt)],
+            capture_output=True,
+        ).returncode
+        != 0
+    ):
+        pytest.skip("this machine does not allow mounting a tmpfs (RLIMIT_FSIZE covers it)")
+    try:
+        (mnt / "locks").mkdir(mode=0o700)
+        fd = os.open(mnt / "filler", os.O_WRONLY | os.O_CREAT)
+        with contextlib.suppress(OSError):  # until ENOSPC
+            while os.write(fd, b"x" * 4096):
+                pass
+        os.close(fd)
+        yield mnt
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], check=False)
+
+
+def test_full_file_system(sr, full_fs):
+    FIGURES["bad inputs: resource faults"] += 1
+    locks = full_fs / "locks"
+    r = sr.run("--lock-dir", str(locks), "-n", "k", "--", "echo", "ran")
+    assert (r.returncode, r.stdout) == (125, ""), r.stderr
+    assert r.stderr == (
+        f"singlerun: cannot write the record {locks}/"
+        f"{JobKey('default', 'k').stem}.rec: No space left on device\n"
+    )
+    (full_fs / "filler").unlink()  # room again: the key was not left locked
+    r = sr.run("--lock-dir", str(locks), "-n", "k", "--", "echo", "ran")
+    assert (r.returncode, r.stdout, r.stderr) == (0, "ran\n", "")
 
 
 @pytest.mark.parametrize("limit", [5, 6, 8, 12])
