@@ -25,6 +25,13 @@ SINGLERUN = [sys.executable, "-m", "singlerun"]
 PR_SET_CHILD_SUBREAPER = 36
 ctypes.CDLL(None, use_errno=True).prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
 
+# A suite started in the background of a non-interactive shell inherits SIGINT and SIGQUIT
+# ignored, and so would every singlerun it starts (singlerun keeps ignored signals ignored
+# for its job). Handled signals are reset to their defaults by exec: give children those.
+for _sig in (signal.SIGINT, signal.SIGQUIT):
+    if signal.getsignal(_sig) is signal.SIG_IGN:
+        signal.signal(_sig, signal.default_int_handler)
+
 
 def wait_for(predicate: Callable[[], object], timeout: float = 10.0, what: str = "") -> object:
     """Poll `predicate` until it is truthy; fail after `timeout` seconds."""

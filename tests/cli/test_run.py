@@ -1,6 +1,7 @@
 """Running a job: exit status, environment, stdio, exec failures, usage errors."""
 
 import os
+import signal
 import stat
 import sys
 
@@ -17,6 +18,15 @@ def test_exit_status_is_the_commands(sr, code):
 @pytest.mark.parametrize(("sig", "code"), [("TERM", 143), ("KILL", 137), ("INT", 130)])
 def test_killed_by_signal_is_128_plus_n(sr, sig, code):
     assert sr.run("-n", "x", "--", "sh", "-c", f"kill -{sig} $$").returncode == code
+
+
+def test_signals_ignored_at_start_stay_ignored_for_the_job(sr):
+    # nohup semantics: what singlerun's caller ignored, the job ignores too.
+    def ignore_int():
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+    r = sr.run("-n", "x", "--", "sh", "-c", "kill -INT $$; echo survived", preexec_fn=ignore_int)
+    assert (r.returncode, r.stdout) == (0, "survived\n")
 
 
 def test_command_not_found_is_127(sr, lock_dir):
