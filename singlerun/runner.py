@@ -46,13 +46,30 @@ def rfc3339(epoch: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch))
 
 
+_interrupted: list[int] = []  # signals received before the job started
+
+
 def _interrupt(signum: int, _frame: object) -> None:
-    raise Interrupted(signum)
+    _interrupted.append(signum)
+    raise Interrupted(signum)  # breaks a sleeping flock() out of the wait
+
+
+def _swallowed(info: sys.UnraisableHookArgs) -> None:
+    # Python prints and drops an exception raised inside a callback (an import lock's
+    # weakref callback, a finalizer): the signal is then taken up at the next checkpoint.
+    if not isinstance(info.exc_value, Interrupted):
+        sys.__unraisablehook__(info)
+
+
+def _checkpoint() -> None:
+    if _interrupted:
+        raise Interrupted(_interrupted[0])
 
 
 def _catch_interrupts() -> None:
     """Until the job starts, a terminating signal ends singlerun cleanly (leaving the queue,
     releasing what it holds); signals that were ignored at start stay ignored."""
+    sys.unraisablehook = _swallowed
     for sig in supervise.FORWARDED:
         if sig != signal.SIGWINCH and signal.getsignal(sig) is not signal.SIG_IGN:
             signal.signal(sig, _interrupt)
@@ -84,6 +101,7 @@ def _acquire(store: Store, cfg: RunConfig, me: Record) -> Lease:
                 deadline=deadline,
             )
         except LockBusy as exc:
+            _checkpoint()  # a signal that arrived meanwhile wins over the conflict
             exc.exit_code = cfg.conflict_exit_code
             if cfg.quiet:
                 exc.message = ""
@@ -196,6 +214,7 @@ def run(cfg: RunConfig) -> int:
     books = _Bookkeeping(store.lock_dir)
     code, outcome = ExitCode.INTERNAL, None
     try:
+        _checkpoint()
         if lease.reclaimed and not cfg.quiet:
             _report_reclaimed(lease)
         me = replace(me, started_at=time.time(), token=lease.token, ttl=lease.ttl)
