@@ -91,6 +91,7 @@ def _report_reclaimed(lease: Lease) -> None:
 
 def _acquire(store: Store, cfg: RunConfig, me: Record) -> Lease:
     deadline = None if cfg.wait_timeout is None else time.monotonic() + cfg.wait_timeout
+    replaced: set[str] = set()
     while True:
         try:
             return store.acquire(
@@ -106,12 +107,15 @@ def _acquire(store: Store, cfg: RunConfig, me: Record) -> Lease:
             if cfg.quiet:
                 exc.message = ""
             holders = store.holders(cfg.key, cfg.max_concurrent)
-            if not cfg.replace or not holders:
+            oldest = min(holders, key=lambda r: r.started_at, default=None)
+            # Stopped once and still holding: a process the record does not name (one its
+            # job left behind) has the lock, and stopping the run again would not free it.
+            if not cfg.replace or oldest is None or oldest.job_id in replaced:
                 raise
         # --replace: stop the oldest instance, then race for its slot again.
         from singlerun.stopping import stop_run  # lazy: psutil, for --replace only
 
-        oldest = min(holders, key=lambda r: r.started_at)
+        replaced.add(oldest.job_id)
         if cfg.verbose:
             warn(f"{cfg.key}: replacing job {oldest.job_id} (pid {oldest.pid})")
         timeout = cfg.kill_after + 10 if deadline is None else deadline - time.monotonic()

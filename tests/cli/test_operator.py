@@ -266,3 +266,18 @@ def test_replace_stops_the_old_instance_and_runs(sr):
     assert (r.returncode, r.stdout) == (0, "new\n")
     assert holder.wait(10) == 0  # its job handled the SIGTERM and exited 0
     assert sr.run("-n", "r", "--replace", "--", "true").returncode == 0  # nothing to replace
+
+
+def test_replace_gives_up_on_a_lock_held_by_a_process_the_record_does_not_name(sr):
+    # The job leaves a daemon (own session) that inherited the lock; then singlerun and the
+    # job are killed. Nothing named in the record is left to stop: --replace must not spin.
+    holder = sr.start("-n", "d", "--", "sh", "-c", "setsid sleep 60 & sleep 60")
+    wait_for(lambda: '"child_pid":' in records(sr.lock_dir), what="job started")
+    job_pid = json.loads(records(sr.lock_dir).split("\n", 1)[1])["child_pid"]
+    holder.kill()
+    holder.wait()
+    os.kill(job_pid, signal.SIGKILL)
+    os.waitpid(job_pid, 0)
+    r = sr.run("-n", "d", "--replace", "--", "echo", "ran", timeout=30)
+    assert (r.returncode, r.stdout) == (75, "")
+    assert "one it started still holds the lock" in r.stderr
