@@ -9,10 +9,12 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
+import time
 from dataclasses import astuple, dataclass, fields
 
 FILE_NAME = "history.db"  # key files all end in .lock/.rec/.queue/.stop: no clash
 _BUSY_TIMEOUT_MS = 5_000  # plenty for ms-long inserts; a wedged ledger costs a run 5 s
+_TRANSIENT = (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)  # primary result codes
 OUTCOMES = ("ok", "failed", "killed", "timeout", "replaced", "lost")
 
 
@@ -60,16 +62,32 @@ class Ledger:
         return db
 
     def add(self, *runs: Run) -> None:
-        """Insert rows (once per job ID: a run cannot end twice)."""
-        db = self._connect()
-        try:
-            placeholders = ", ".join("?" * len(fields(Run)))
-            db.executemany(
-                f"INSERT OR IGNORE INTO runs ({_COLUMNS}) VALUES ({placeholders})",
-                [astuple(run) for run in runs],
-            )
-        finally:
-            db.close()
+        """Insert rows (once per job ID: a run cannot end twice).
+
+        Retried until the busy timeout runs out: some SQLITE_BUSY cases never reach the busy
+        handler (switching a brand-new ledger to WAL while another process has it open is
+        one), and under many runs finishing at once each would otherwise lose a row.
+        """
+        deadline = time.monotonic() + _BUSY_TIMEOUT_MS / 1000
+        pause = 0.005
+        while True:
+            try:
+                db = self._connect()
+                try:
+                    placeholders = ", ".join("?" * len(fields(Run)))
+                    db.executemany(
+                        f"INSERT OR IGNORE INTO runs ({_COLUMNS}) VALUES ({placeholders})",
+                        [astuple(run) for run in runs],
+                    )
+                    return
+                finally:
+                    db.close()
+            except sqlite3.OperationalError as exc:
+                transient = exc.sqlite_errorcode & 0xFF in _TRANSIENT
+                if not transient or time.monotonic() + pause > deadline:
+                    raise
+                time.sleep(pause)
+                pause = min(pause * 2, 0.2)
 
     def runs(
         self, group: str | None = None, name: str | None = None, limit: int | None = None

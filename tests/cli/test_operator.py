@@ -181,8 +181,10 @@ def test_fifty_runs_finishing_at_once_leave_fifty_rows(sr, tmp_path):
     wait_for(lambda: len(list(sr.lock_dir.glob("*.rec"))) == 50, timeout=30, what="all running")
     gate.touch()
     assert [p.wait(30) for p in procs] == [0] * 50
+    errors = "".join(p.stderr.read() for p in procs)
     rows = _history(sr, "--limit", "100")
-    assert len(rows) == 50 and {r["outcome"] for r in rows} == {"ok"}
+    assert len(rows) == 50 and {r["outcome"] for r in rows} == {"ok"}, errors
+    assert errors == ""
     assert len({r["job_id"] for r in rows}) == 50
 
 
