@@ -142,8 +142,8 @@ def stop_cmd(
 def clean_cmd(group: str | None, dry_run: bool, lock_dir: str | None) -> int:
     """Remove the records of runs that died; print what was removed."""
     import json
-    import time
 
+    from singlerun.durations import rfc3339
     from singlerun.history import Ledger, Run
 
     group, _ = _key_filter(group, None)
@@ -160,8 +160,7 @@ def clean_cmd(group: str | None, dry_run: bool, lock_dir: str | None) -> int:
                 "an unreadable record"
                 if record is None
                 else (
-                    f"job {record.job_id} (pid {record.pid}, started "
-                    f"{time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime(record.started_at))})"
+                    f"job {record.job_id} (pid {record.pid}, started {rfc3339(record.started_at)})"
                 )
             )
             click.echo(f"{what} stale record of {state.key or state.stem}: {who}")

@@ -1,6 +1,8 @@
-"""Durations as users write them (`90`, `90s`, `250ms`, `5m`, `1h30m`) and ages as we print them."""
+"""Durations as users write them (`90`, `90s`, `250ms`, `5m`, `1h30m`); ages and times as we
+print them."""
 
 import re
+import time
 
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 _PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
@@ -32,3 +34,8 @@ def format_age(seconds: float) -> str:
     if s < 86400:
         return f"{s // 3600}h{s % 3600 // 60:02d}m"
     return f"{s // 86400}d{s % 86400 // 3600}h"
+
+
+def rfc3339(epoch: float) -> str:
+    """A timestamp for people and programs alike: RFC 3339, UTC, whole seconds."""
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch))

@@ -15,7 +15,6 @@ from dataclasses import astuple, dataclass, fields
 FILE_NAME = "history.db"  # key files all end in .lock/.rec/.queue/.stop: no clash
 _BUSY_TIMEOUT_MS = 5_000  # plenty for ms-long inserts; a wedged ledger costs a run 5 s
 _TRANSIENT = (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)  # primary result codes
-OUTCOMES = ("ok", "failed", "killed", "timeout", "replaced", "lost")
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ import time
 from dataclasses import dataclass, replace
 
 from singlerun import lockdir, supervise
+from singlerun.durations import rfc3339
 from singlerun.errors import Interrupted, LockBusy, SpawnError, StoreError
 from singlerun.exitcodes import ExitCode
 from singlerun.identity import host, new_job_id, process_start_time, user
@@ -40,10 +41,6 @@ class RunConfig:
 
 def warn(message: str) -> None:
     print(f"singlerun: {message}", file=sys.stderr, flush=True)
-
-
-def rfc3339(epoch: float) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch))
 
 
 _interrupted: list[int] = []  # signals received before the job started

@@ -6,17 +6,15 @@ import shlex
 import time
 from typing import Any
 
-from singlerun.durations import format_age
+from singlerun.durations import format_age, rfc3339
 from singlerun.history import Run
 from singlerun.keys import JobKey
 from singlerun.record import Record
 from singlerun.store import KeyState
 
-STATES = ("running", "waiting", "stale", "idle")
-
 
 def _rfc3339(epoch: float | None) -> str | None:
-    return None if epoch is None else time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch))
+    return None if epoch is None else rfc3339(epoch)
 
 
 def _run_fields(record: Record | None, now: float) -> dict[str, Any]:
