@@ -10,10 +10,11 @@ import sys
 
 import click
 
-from singlerun import __version__
+from singlerun import __version__, say
 from singlerun.commands import COMMANDS
 from singlerun.errors import SinglerunError, UsageError
 from singlerun.exitcodes import ExitCode
+from singlerun.keys import MAX_SLOTS
 from singlerun.options import (
     Duration,
     apply,
@@ -94,7 +95,7 @@ def cli() -> None:
 )
 @option(
     "--max-concurrent",
-    type=click.IntRange(1, 1024),
+    type=click.IntRange(1, MAX_SLOTS),
     default=1,
     show_default=True,
     metavar="N",
@@ -140,7 +141,7 @@ def run_cmd(
     instance with the same key exits 75 at once, or queues with --wait.
     """
     # Imported here, not at the top: --help, --version and usage errors need none of it.
-    from singlerun import lockdir, runner
+    from singlerun import runner
     from singlerun.keys import JobKey
 
     if not command:
@@ -150,7 +151,7 @@ def run_cmd(
     cfg = runner.RunConfig(
         command=argv,
         key=key,
-        lock_dir=lock_dir or lockdir.default_lock_dir(),
+        lock_dir=lock_dir,
         wait=wait or wait_timeout is not None,
         wait_timeout=wait_timeout,
         conflict_exit_code=conflict_exit_code,
@@ -171,8 +172,9 @@ for _command in COMMANDS:
 
 
 def _say(message: str) -> None:
-    if message:
-        print(f"singlerun: {message}", file=sys.stderr, flush=True)
+    if message:  # a conflict under -q has none
+        sys.stdout.flush()
+        say(message)
 
 
 def main(argv: list[str] | None = None) -> int:

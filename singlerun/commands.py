@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING
 
 import click
 
-from singlerun.errors import SinglerunError
 from singlerun.exitcodes import ExitCode
 from singlerun.options import (
     Duration,
@@ -18,24 +16,21 @@ from singlerun.options import (
     stop_options,
 )
 
-
-def _store(lock_dir: str | None) -> Any:
-    from singlerun import lockdir
-    from singlerun.store.files import FileStore
-
-    return FileStore(lockdir.prepare(lock_dir or lockdir.default_lock_dir()))
+if TYPE_CHECKING:
+    from singlerun.keys import KeyFilter
+    from singlerun.store import Store
 
 
-def _key_filter(group: str | None, name: str | None) -> tuple[str | None, str | None]:
-    """`-n` without `-g` means the default group, as for a run; names are validated."""
-    from singlerun.keys import DEFAULT_GROUP, JobKey
+def _store(lock_dir: str | None) -> Store:
+    from singlerun.store import open_store
 
-    if name is not None:
-        group = group or DEFAULT_GROUP
-        JobKey.make(group, name)
-    elif group is not None:
-        JobKey.make(group, "x")
-    return group, name
+    return open_store(lock_dir)
+
+
+def _only(group: str | None, name: str | None) -> KeyFilter:
+    from singlerun.keys import KeyFilter
+
+    return KeyFilter.make(group, name)
 
 
 STATUS_EPILOG = """\b
@@ -57,28 +52,16 @@ def status_cmd(group: str | None, name: str | None, as_json: bool, lock_dir: str
     """Show every key: running, waiting, stale or idle, and its last run."""
     import json
 
-    from singlerun import status
-    from singlerun.history import Ledger
+    from singlerun import render, status
 
-    group, name = _key_filter(group, name)
+    only = _only(group, name)
     store = _store(lock_dir)
-    entries = status.gather(
-        store.inspect(), _ledger_read(Ledger(store.lock_dir).last_by_key), group, name
-    )
-    click.echo(json.dumps(entries, indent=2) if as_json else status.render(entries), nl=as_json)
-    if name is None:
+    entries = status.gather(store.inspect(), store.last_runs(), only)
+    click.echo(json.dumps(entries, indent=2) if as_json else render.status(entries), nl=as_json)
+    if only.key is None:
         return ExitCode.OK
-    state = entries[0]["state"]
-    return {"running": ExitCode.OK, "stale": 1}.get(state, ExitCode.NOT_RUNNING)
-
-
-def _ledger_read(read: Callable[[], Any]) -> Any:
-    import sqlite3
-
-    try:
-        return read()
-    except sqlite3.Error as exc:
-        raise SinglerunError(f"cannot read the run history: {exc}") from None
+    codes = {"running": ExitCode.OK, "stale": ExitCode.STALE}
+    return codes.get(entries[0]["state"], ExitCode.NOT_RUNNING)
 
 
 STOP_EPILOG = """\b
@@ -86,7 +69,8 @@ Examples:
   singlerun stop -g backups -n nightly
   singlerun stop -n stuck --signal INT --kill-after 30s --timeout 1m
 \b
-Exit status: 0 stopped, 3 nothing was running, 1 still running at --timeout.
+Exit status: 0 stopped, 3 nothing was running, 1 still running at --timeout,
+4 not permitted (the job belongs to another user).
 """
 
 
@@ -111,26 +95,31 @@ def stop_cmd(
     lock_dir: str | None,
 ) -> int:
     """Stop a running job: signal its process group, SIGKILL it after --kill-after."""
-    from singlerun.keys import JobKey
+    from singlerun import say
+    from singlerun.errors import NotPermitted
     from singlerun.liveness import record_alive
     from singlerun.stopping import stop_run
 
-    group, name = _key_filter(group, name)
-    key = JobKey(group or "default", name)
+    key = _only(group, name).key
     store = _store(lock_dir)
     targets = [r for s in store.inspect() if s.key == key for r in s.holders if record_alive(r)]
     if not targets:
-        click.echo(f"singlerun: {key} is not running", err=True)
+        say(f"{key} is not running")
         return ExitCode.NOT_RUNNING
-    stopped = all(
-        stop_run(store, r, sig=signal, kill_after=kill_after, timeout=timeout, reason="stopped")
-        for r in targets
-    )
+    code = ExitCode.OK
     for r in targets:
-        click.echo(
-            f"{'stopped' if stopped else 'still running:'} {key} (job {r.job_id}, pid {r.pid})"
-        )
-    return ExitCode.OK if stopped else ExitCode.STILL_RUNNING
+        try:
+            done = stop_run(
+                store, r, sig=signal, kill_after=kill_after, timeout=timeout, reason="stopped"
+            )
+        except NotPermitted as exc:
+            say(f"cannot stop {key}: {exc.message}")
+            code = ExitCode.NOT_PERMITTED
+            continue
+        click.echo(f"{'stopped' if done else 'still running:'} {key} (job {r.job_id}, pid {r.pid})")
+        if not done and code == ExitCode.OK:
+            code = ExitCode.NOT_STOPPED
+    return code
 
 
 @click.command(
@@ -141,46 +130,24 @@ def stop_cmd(
 @lock_dir_option()
 def clean_cmd(group: str | None, dry_run: bool, lock_dir: str | None) -> int:
     """Remove the records of runs that died; print what was removed."""
-    import json
+    from singlerun import render
+    from singlerun.history import Run
 
-    from singlerun.durations import rfc3339
-    from singlerun.history import Ledger, Run
-
-    group, _ = _key_filter(group, None)
+    only = _only(group, None)
     store = _store(lock_dir)
     lost = []
     for state in store.inspect():
-        if not state.stale or (
-            group is not None and (state.key is None or state.key.group != group)
-        ):
+        if not state.stale or not only.matches(state.key):
             continue
         for record in store.clean(state, dry_run=dry_run):
             what = "would remove" if dry_run else "removed"
-            who = (
-                "an unreadable record"
-                if record is None
-                else (
-                    f"job {record.job_id} (pid {record.pid}, started {rfc3339(record.started_at)})"
-                )
+            click.echo(
+                f"{what} stale record of {state.key or state.stem}: {render.stale_record(record)}"
             )
-            click.echo(f"{what} stale record of {state.key or state.stem}: {who}")
             if record is not None:
-                lost.append(
-                    Run(
-                        record.job_id,
-                        record.group,
-                        record.name,
-                        record.host,
-                        record.pid,
-                        record.started_at,
-                        None,
-                        None,
-                        "lost",
-                        json.dumps(record.command),
-                    )
-                )
+                lost.append(Run.lost(record))
     if lost and not dry_run:
-        _ledger_read(lambda: Ledger(store.lock_dir).add(*lost))
+        store.add_runs(*lost)
     return ExitCode.OK
 
 
@@ -210,12 +177,10 @@ def history_cmd(
     group: str | None, name: str | None, limit: int, as_json: bool, lock_dir: str | None
 ) -> int:
     """List finished runs, newest first."""
-    from singlerun import status
-    from singlerun.history import Ledger
+    from singlerun import render, status
 
-    group, name = _key_filter(group, name)
     store = _store(lock_dir)
-    runs = _ledger_read(lambda: Ledger(store.lock_dir).runs(group, name, limit))
+    runs = store.runs(_only(group, name), limit)
     if as_json:
         import json
 
@@ -232,7 +197,7 @@ def history_cmd(
         ]
         click.echo(json.dumps(rows, indent=2))
     else:
-        click.echo(status.render_history(runs), nl=False)
+        click.echo(render.history(runs), nl=False)
     return ExitCode.OK
 
 

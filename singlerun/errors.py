@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 from singlerun.exitcodes import ExitCode
 
 if TYPE_CHECKING:
+    from singlerun.keys import JobKey
     from singlerun.record import Record
 
 
@@ -21,7 +22,7 @@ class SinglerunError(Exception):
 
 
 class UsageError(SinglerunError):
-    exit_code = ExitCode.USAGE
+    exit_code: int = ExitCode.USAGE
 
 
 class StoreError(SinglerunError):
@@ -32,14 +33,21 @@ class SpawnError(SinglerunError):
     """The command could not be started (126 or 127)."""
 
 
+class NotPermitted(SinglerunError):
+    """A process of the job may not be signalled by us (another user's job)."""
+
+    exit_code: int = ExitCode.NOT_PERMITTED
+
+
 class LockBusy(SinglerunError):
-    """The key is taken; `holder` is its record when one could be read."""
+    """The key is taken. The store says by whom; the runner words the message."""
 
-    exit_code = ExitCode.CONFLICT
+    exit_code: int = ExitCode.CONFLICT
 
-    def __init__(self, message: str, holder: Record | None = None) -> None:
-        super().__init__(message)
-        self.holder = holder
+    def __init__(self, key: JobKey, holders: list[Record]) -> None:
+        super().__init__(f"{key} is already running")
+        self.key = key
+        self.holders = holders
 
 
 class WaitTimeout(LockBusy):
@@ -51,4 +59,3 @@ class Interrupted(SinglerunError):
 
     def __init__(self, signum: int) -> None:
         super().__init__("", ExitCode.SIGNAL_BASE + signum)
-        self.signum = signum

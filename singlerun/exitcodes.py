@@ -5,9 +5,11 @@ from enum import IntEnum
 
 class ExitCode(IntEnum):
     OK = 0
-    STILL_RUNNING = 1  # `stop`: the job outlived --timeout; `status -n`: the record is stale
+    NOT_STOPPED = 1  # `stop`: the job outlived --timeout
+    STALE = 1  # `status -n` (LSB): "dead, but its record remains"
     USAGE = 2
     NOT_RUNNING = 3  # LSB: `status -n` / `stop` found nothing running
+    NOT_PERMITTED = 4  # LSB: `stop` of another user's job
     CONFLICT = 75  # EX_TEMPFAIL: the key is taken
     TIMEOUT = 124  # --max-runtime, as timeout(1)
     INTERNAL = 125  # singlerun itself failed

@@ -6,11 +6,19 @@ record, not a gate: a run whose row cannot be written still ran (the caller warn
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sqlite3
 import time
+from collections.abc import Iterator
 from dataclasses import astuple, dataclass, fields
+from typing import TYPE_CHECKING
+
+from singlerun.errors import StoreError
+
+if TYPE_CHECKING:
+    from singlerun.record import Record
 
 FILE_NAME = "history.db"  # key files all end in .lock/.rec/.queue/.stop: no clash
 _BUSY_TIMEOUT_MS = 5_000  # plenty for ms-long inserts; a wedged ledger costs a run 5 s
@@ -30,9 +38,33 @@ class Run:
     outcome: str
     command: str  # JSON array
 
+    @classmethod
+    def of(
+        cls, record: Record, ended_at: float | None, exit_status: int | None, outcome: str
+    ) -> Run:
+        """The row of the run `record` names."""
+        return cls(
+            record.job_id,
+            record.group,
+            record.name,
+            record.host,
+            record.pid,
+            record.started_at,
+            ended_at,
+            exit_status,
+            outcome,
+            json.dumps(record.command),
+        )
+
+    @classmethod
+    def lost(cls, record: Record) -> Run:
+        """The row of a run whose singlerun died: its end and status are unknown."""
+        return cls.of(record, None, None, "lost")
+
     @property
     def argv(self) -> list[str]:
-        return json.loads(self.command)
+        argv = json.loads(self.command)
+        return [str(a) for a in argv] if isinstance(argv, list) else []
 
 
 _COLUMNS = ", ".join(f'"{f.name}"' for f in fields(Run))
@@ -43,6 +75,15 @@ CREATE TABLE IF NOT EXISTS runs (
   outcome TEXT NOT NULL, command TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS runs_by_key ON runs ("group", name, started_at);
 """
+
+
+@contextlib.contextmanager
+def _failing_as(action: str) -> Iterator[None]:
+    """sqlite3's errors leave the ledger as one StoreError (one line, exit 125)."""
+    try:
+        yield
+    except sqlite3.Error as exc:
+        raise StoreError(f"cannot {action} the run history: {exc}") from None
 
 
 class Ledger:
@@ -67,6 +108,10 @@ class Ledger:
         handler (switching a brand-new ledger to WAL while another process has it open is
         one), and under many runs finishing at once each would otherwise lose a row.
         """
+        with _failing_as("write"):
+            self._add(runs)
+
+    def _add(self, runs: tuple[Run, ...]) -> None:
         deadline = time.monotonic() + _BUSY_TIMEOUT_MS / 1000
         pause = 0.005
         while True:
@@ -105,22 +150,24 @@ class Ledger:
         sql += " ORDER BY started_at DESC, job_id DESC"
         if limit is not None:
             sql += f" LIMIT {int(limit)}"
-        db = self._connect()
-        try:
-            return [Run(*row) for row in db.execute(sql, args)]
-        finally:
-            db.close()
+        with _failing_as("read"):
+            db = self._connect()
+            try:
+                return [Run(*row) for row in db.execute(sql, args)]
+            finally:
+                db.close()
 
     def last_by_key(self) -> dict[tuple[str, str], Run]:
         """The newest finished run of every key."""
         if not os.path.exists(self.path):
             return {}
-        db = self._connect()
-        try:
-            rows = db.execute(
-                f"SELECT {_COLUMNS} FROM runs r WHERE started_at = (SELECT MAX(started_at) "
-                'FROM runs WHERE "group" = r."group" AND name = r.name)'
-            )
-            return {(run.group, run.name): run for run in (Run(*row) for row in rows)}
-        finally:
-            db.close()
+        with _failing_as("read"):
+            db = self._connect()
+            try:
+                rows = db.execute(
+                    f"SELECT {_COLUMNS} FROM runs r WHERE started_at = (SELECT MAX(started_at) "
+                    'FROM runs WHERE "group" = r."group" AND name = r.name)'
+                )
+                return {(run.group, run.name): run for run in (Run(*row) for row in rows)}
+            finally:
+                db.close()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 from dataclasses import dataclass
 
@@ -10,6 +9,7 @@ from singlerun.errors import UsageError
 
 MAX_LEN = 200
 DEFAULT_GROUP = "default"
+MAX_SLOTS = 1024  # --max-concurrent's upper bound: slots of one key
 # Bytes kept as they are in file names; everything else becomes %XX. '.' is not among them,
 # so it can separate group from name, and '~' marks hashed stems: the encoding stays injective.
 _SAFE = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-")
@@ -67,6 +67,8 @@ class JobKey:
         base = "".join(c if ord(c) >= 0x20 and c != "\x7f" else "?" for c in base)
         base = base.encode(errors="replace").decode()[:100]
         if len(argv) > 1:
+            import hashlib  # lazy: most keys are named
+
             digest = hashlib.sha256("\0".join(argv).encode(errors="surrogateescape"))
             base = f"{base}-{digest.hexdigest()[:10]}"
         return cls.make(group, base)
@@ -80,6 +82,8 @@ class JobKey:
         stem = f"{_encode(self.group)}.{_encode(self.name)}"
         if len(stem) <= _MAX_STEM:
             return stem
+        import hashlib  # lazy: most keys are short
+
         digest = hashlib.sha256(f"{self.group}\0{self.name}".encode()).hexdigest()
         return f"~{digest}"
 
@@ -94,3 +98,30 @@ class JobKey:
             return None
         key = JobKey(g, n)
         return key if key.stem == stem else None
+
+
+@dataclass(frozen=True)
+class KeyFilter:
+    """The keys an operator subcommand is about: `-g` and `-n`, validated like a run's."""
+
+    group: str | None = None
+    name: str | None = None
+
+    @classmethod
+    def make(cls, group: str | None, name: str | None) -> KeyFilter:
+        """`-n` without `-g` means the default group, as for a run."""
+        if name is not None:
+            return cls(JobKey.make(group or DEFAULT_GROUP, name).group, name)
+        if group is not None:
+            _check("group", group)
+        return cls(group, None)
+
+    @property
+    def key(self) -> JobKey | None:
+        """The one key named with `-n`, if any."""
+        return None if self.name is None else JobKey(self.group or DEFAULT_GROUP, self.name)
+
+    def matches(self, key: JobKey | None) -> bool:
+        if key is None:
+            return self.group is None and self.name is None
+        return self.group in (None, key.group) and self.name in (None, key.name)

@@ -18,20 +18,19 @@ def default_lock_dir() -> str:
     return os.path.join(tmp, f"singlerun-{os.geteuid()}")
 
 
-def prepare(path: str, *, create: bool = True) -> str:
+def prepare(path: str) -> str:
     """Create the directory (0700) if missing, then refuse it unless it is safe.
 
     Safe: a real directory (not a symlink), owned by us or root, and not writable by others
     unless it has the sticky bit (like /tmp, where nobody can replace another's files).
     """
     path = os.path.abspath(path)
-    if create:
-        try:
-            os.makedirs(path, mode=0o700, exist_ok=True)
-        except FileExistsError:
-            pass  # a non-directory; the checks below say which
-        except OSError as exc:
-            raise StoreError(f"cannot create lock directory {path}: {exc.strerror}") from None
+    try:
+        os.makedirs(path, mode=0o700, exist_ok=True)
+    except FileExistsError:
+        pass  # a non-directory; the checks below say which
+    except OSError as exc:
+        raise StoreError(f"cannot create lock directory {path}: {exc.strerror}") from None
     try:
         st = os.lstat(path)
     except OSError as exc:

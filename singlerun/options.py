@@ -4,7 +4,7 @@ SINGLERUN_<OPTION> environment variable (SPEC §8)."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -12,8 +12,14 @@ from singlerun.durations import parse_duration
 
 Decorator = Callable[[Any], Any]
 
+if TYPE_CHECKING:  # click 8.5 made ParamType generic; older versions cannot subscript it
+    _FloatType = click.ParamType[float, Any]
+    _IntType = click.ParamType[int, Any]
+else:
+    _FloatType = _IntType = click.ParamType
 
-class Duration(click.ParamType):
+
+class Duration(_FloatType):
     name = "DURATION"
 
     def convert(
@@ -27,7 +33,7 @@ class Duration(click.ParamType):
             self.fail(str(exc), param, ctx)
 
 
-class Signal(click.ParamType):
+class Signal(_IntType):
     name = "SIGNAL"
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:

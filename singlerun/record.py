@@ -8,8 +8,6 @@ ignored so that newer writers stay readable.
 from __future__ import annotations
 
 import json
-import time
-from collections.abc import Callable
 from dataclasses import MISSING, asdict, dataclass, field, fields, replace
 
 VERSION = 1
@@ -79,30 +77,3 @@ def parse(data: bytes) -> Record | None:
     if not all(isinstance(a, str) for a in known.get("command", [])):
         return None
     return Record(**known)
-
-
-def _plain(record: Record) -> tuple[int, str]:
-    return record.pid, ""
-
-
-def describe(
-    holders: list[Record],
-    *,
-    held: bool = False,
-    now: float | None = None,
-    who: Callable[[Record], tuple[int, str]] = _plain,
-) -> str:
-    """The parenthesis naming a key's holder in messages, or '' if none is recorded.
-
-    `who` says which PID to name and what to add (liveness.holder checks the processes).
-    """
-    if not holders:
-        return ""
-    from singlerun.durations import format_age  # lazy: messages only
-
-    newest = max(holders, key=lambda r: r.started_at)
-    age = format_age((time.time() if now is None else now) - newest.started_at)
-    what = f"{len(holders)} instances, newest job" if len(holders) > 1 else "job"
-    pid, note = who(newest)
-    prefix = "held by " if held else ""
-    return f" ({prefix}{what} {newest.job_id}, pid {pid}, started {age} ago{note})"

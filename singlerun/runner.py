@@ -3,29 +3,33 @@ release, then the ledger row."""
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import sys
 import time
 from dataclasses import dataclass, replace
 
-from singlerun import lockdir, supervise
-from singlerun.durations import rfc3339
-from singlerun.errors import Interrupted, LockBusy, SpawnError, StoreError
+from singlerun import render, say, supervise
+from singlerun.errors import (
+    Interrupted,
+    LockBusy,
+    NotPermitted,
+    SpawnError,
+    StoreError,
+    WaitTimeout,
+)
 from singlerun.exitcodes import ExitCode
 from singlerun.identity import host, new_job_id, process_start_time, user
 from singlerun.keys import JobKey
 from singlerun.record import Record
-from singlerun.store import Lease, Store
-from singlerun.store.files import FileStore
+from singlerun.store import Lease, Store, open_store
 
 
 @dataclass(frozen=True)
 class RunConfig:
     command: list[str]
     key: JobKey
-    lock_dir: str
+    lock_dir: str | None = None
     wait: bool = False
     wait_timeout: float | None = None
     conflict_exit_code: int = ExitCode.CONFLICT
@@ -37,10 +41,6 @@ class RunConfig:
     max_runtime: float | None = None
     signal: int = signal.SIGTERM
     kill_after: float = 10.0
-
-
-def warn(message: str) -> None:
-    print(f"singlerun: {message}", file=sys.stderr, flush=True)
 
 
 _interrupted: list[int] = []  # signals received before the job started
@@ -75,15 +75,19 @@ def _catch_interrupts() -> None:
 def _report_reclaimed(lease: Lease) -> None:
     dead = lease.reclaimed.record if lease.reclaimed else None
     if dead is None:
-        warn(
+        say(
             f"{lease.key}: reclaimed a stale lock whose record was unreadable "
             "(empty, truncated or corrupt)"
         )
     else:
-        warn(
-            f"{lease.key}: reclaimed a stale lock: job {dead.job_id} "
-            f"(pid {dead.pid}, started {rfc3339(dead.started_at)}) is gone"
-        )
+        say(f"{lease.key}: reclaimed a stale lock: {render.stale_record(dead)} is gone")
+
+
+def _conflict(cfg: RunConfig, busy: LockBusy, why: str = "") -> LockBusy:
+    """The conflict as the user sees it: the code they chose, one line (none with -q)."""
+    busy.exit_code = cfg.conflict_exit_code
+    busy.message = "" if cfg.quiet else render.busy(busy, isinstance(busy, WaitTimeout)) + why
+    return busy
 
 
 def _acquire(store: Store, cfg: RunConfig, me: Record) -> Lease:
@@ -98,32 +102,32 @@ def _acquire(store: Store, cfg: RunConfig, me: Record) -> Lease:
                 wait=cfg.wait and not cfg.replace,
                 deadline=deadline,
             )
-        except LockBusy as exc:
+        except LockBusy as busy:
             _checkpoint()  # a signal that arrived meanwhile wins over the conflict
-            exc.exit_code = cfg.conflict_exit_code
-            if cfg.quiet:
-                exc.message = ""
-            holders = store.holders(cfg.key, cfg.max_concurrent)
-            oldest = min(holders, key=lambda r: r.started_at, default=None)
+            oldest = min(busy.holders, key=lambda r: r.started_at, default=None)
             # Stopped once and still holding: a process the record does not name (one its
             # job left behind) has the lock, and stopping the run again would not free it.
             if not cfg.replace or oldest is None or oldest.job_id in replaced:
-                raise
+                raise _conflict(cfg, busy) from None
+            conflict = busy
         # --replace: stop the oldest instance, then race for its slot again.
         from singlerun.stopping import stop_run  # lazy: psutil, for --replace only
 
         replaced.add(oldest.job_id)
         if cfg.verbose:
-            warn(f"{cfg.key}: replacing job {oldest.job_id} (pid {oldest.pid})")
+            say(f"{cfg.key}: replacing job {oldest.job_id} (pid {oldest.pid})")
         timeout = cfg.kill_after + 10 if deadline is None else deadline - time.monotonic()
-        stop_run(
-            store,
-            oldest,
-            sig=cfg.signal,
-            kill_after=cfg.kill_after,
-            timeout=max(0.0, timeout),
-            reason="replaced",
-        )
+        try:
+            stop_run(
+                store,
+                oldest,
+                sig=cfg.signal,
+                kill_after=cfg.kill_after,
+                timeout=max(0.0, timeout),
+                reason="replaced",
+            )
+        except NotPermitted as exc:  # another user's job: a conflict, with the reason
+            raise _conflict(cfg, conflict, f"; cannot replace it: {exc.message}") from None
 
 
 def _outcome(ended: supervise.Ended, reason: str | None) -> str:
@@ -141,65 +145,41 @@ class _Bookkeeping:
     reported once per run (one cause, such as a lock directory deleted under the job,
     would otherwise show up in each of them)."""
 
-    def __init__(self, lock_dir: str) -> None:
-        self.lock_dir = lock_dir
+    def __init__(self, location: str) -> None:
+        self.location = location
         self.warned = False
 
     def warn(self, message: str) -> None:
         if self.warned:
             return
         self.warned = True
-        if not os.path.isdir(self.lock_dir):
-            message = f"the lock directory {self.lock_dir} disappeared while the job ran"
-        warn(f"warning: {message}; the run itself is unaffected")
+        if self.location.startswith("/") and not os.path.isdir(self.location):
+            message = f"the lock directory {self.location} disappeared while the job ran"
+        say(f"warning: {message}; the run itself is unaffected")
 
 
 def _write_history(
-    cfg: RunConfig, me: Record, lease: Lease, code: int, outcome: str, books: _Bookkeeping
+    store: Store, me: Record, lease: Lease, code: int, outcome: str, books: _Bookkeeping
 ) -> None:
     """The ledger never fails a run: any error (sqlite3's, the file system's, or even loading
     sqlite3 under a memory limit) is one warning, and the job's status stands."""
     dead = lease.reclaimed.record if lease.reclaimed else None
     try:
-        from singlerun.history import Ledger, Run  # lazy: after the lock is released
+        from singlerun.history import Run  # lazy: after the lock is released
 
-        rows = [
-            Run(
-                me.job_id,
-                cfg.key.group,
-                cfg.key.name,
-                me.host,
-                me.pid,
-                me.started_at,
-                time.time(),
-                code,
-                outcome,
-                json.dumps(cfg.command),
-            )
-        ]
+        rows = [Run.of(me, time.time(), code, outcome)]
         if dead is not None:
-            rows.append(
-                Run(
-                    dead.job_id,
-                    dead.group,
-                    dead.name,
-                    dead.host,
-                    dead.pid,
-                    dead.started_at,
-                    None,
-                    None,
-                    "lost",
-                    json.dumps(dead.command),
-                )
-            )
-        Ledger(cfg.lock_dir).add(*rows)
+            rows.append(Run.lost(dead))
+        store.add_runs(*rows)
+    except StoreError as exc:
+        books.warn(exc.message)
     except Exception as exc:
         books.warn(f"cannot write the run history ({exc})")
 
 
 def run(cfg: RunConfig) -> int:
     _catch_interrupts()
-    store = FileStore(lockdir.prepare(cfg.lock_dir))
+    store = open_store(cfg.lock_dir)
     me = Record(
         job_id=new_job_id(),
         group=cfg.key.group,
@@ -212,8 +192,9 @@ def run(cfg: RunConfig) -> int:
         command=cfg.command,
     )
     lease = _acquire(store, cfg, me)
-    books = _Bookkeeping(store.lock_dir)
-    code, outcome = ExitCode.INTERNAL, None
+    books = _Bookkeeping(store.location)
+    code: int = ExitCode.INTERNAL
+    outcome: str | None = None
     try:
         _checkpoint()
         if lease.reclaimed and not cfg.quiet:
@@ -221,7 +202,7 @@ def run(cfg: RunConfig) -> int:
         me = replace(me, started_at=time.time(), token=lease.token, ttl=lease.ttl)
         store.publish(lease, me)
         if cfg.verbose:
-            warn(f"{cfg.key}: acquired in {store.lock_dir} as job {me.job_id}")
+            say(f"{cfg.key}: acquired in {store.location} as job {me.job_id}")
 
         def started(pid: int) -> None:
             try:
@@ -234,9 +215,9 @@ def run(cfg: RunConfig) -> int:
             "SINGLERUN_JOB_ID": me.job_id,
             "SINGLERUN_JOB_NAME": cfg.key.name,
             "SINGLERUN_JOB_GROUP": cfg.key.group,
+            **store.job_env,
         }
-        share = lease.job_fd is not None and not cfg.close
-        keep = os.dup(lease.job_fd) if share else None
+        keep = None if lease.job_fd is None or cfg.close else os.dup(lease.job_fd)
         limit = None
         if cfg.max_runtime is not None:
             limit = supervise.Limit(cfg.max_runtime, cfg.signal, cfg.kill_after)
@@ -248,9 +229,9 @@ def run(cfg: RunConfig) -> int:
         outcome = _outcome(ended, store.stop_reason(lease))
         code = ExitCode.TIMEOUT if ended.timed_out else ended.code
         if cfg.verbose:
-            warn(f"{cfg.key}: job {me.job_id} ended: {outcome}, status {ended.code}")
-        if ended.timed_out and not cfg.quiet:
-            warn(f"{cfg.key}: job {me.job_id} exceeded --max-runtime and was stopped")
+            say(f"{cfg.key}: job {me.job_id} ended: {outcome}, status {ended.code}")
+        if ended.timed_out:  # even with -q (SPEC §8): a stopped job is never silent
+            say(f"{cfg.key}: job {me.job_id} exceeded --max-runtime and was stopped")
         return code
     finally:
         try:
@@ -258,4 +239,4 @@ def run(cfg: RunConfig) -> int:
         except (OSError, StoreError) as exc:
             books.warn(f"releasing {cfg.key}: {exc}")
         if outcome is not None:
-            _write_history(cfg, me, lease, code, outcome, books)
+            _write_history(store, me, lease, code, outcome, books)

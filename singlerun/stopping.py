@@ -14,9 +14,16 @@ import time
 
 import psutil
 
+from singlerun.errors import NotPermitted
 from singlerun.liveness import alive
 from singlerun.record import Record
 from singlerun.store import Store
+
+
+def _refused(record: Record) -> NotPermitted:
+    return NotPermitted(
+        f"not permitted to signal job {record.job_id} (pid {record.pid}, user {record.user})"
+    )
 
 
 def _processes(record: Record) -> list[psutil.Process]:
@@ -34,19 +41,26 @@ def _processes(record: Record) -> list[psutil.Process]:
 
 
 def _signal(record: Record, procs: list[psutil.Process], sig: int) -> None:
+    """Raises NotPermitted (never swallowed: the job would run on unnoticed)."""
     group = record.child_pid  # the job leads its own process group
-    if not group:  # not started yet: its singlerun forwards the signal
-        group = None
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.kill(record.pid, sig)
-    else:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
+    try:
+        if group:
             os.killpg(group, sig)
+        else:  # not started yet: its singlerun forwards the signal
+            os.kill(record.pid, sig)
+    except ProcessLookupError:
+        pass
+    except PermissionError:
+        raise _refused(record) from None
     for proc in procs:
         # Descendants that left the group get it directly; its singlerun ends by itself.
-        with contextlib.suppress(psutil.Error, OSError):
+        try:
             if proc.pid != record.pid and os.getpgid(proc.pid) != group:
                 proc.send_signal(sig)
+        except (psutil.AccessDenied, PermissionError):
+            raise _refused(record) from None
+        except (psutil.Error, OSError):
+            pass
 
 
 def _alive(proc: psutil.Process) -> bool:
@@ -70,10 +84,19 @@ def _wait_gone(procs: list[psutil.Process], timeout: float) -> list[psutil.Proce
 def stop_run(
     store: Store, record: Record, *, sig: int, kill_after: float, timeout: float, reason: str
 ) -> bool:
-    """Stop the run `record` names; True once none of its processes is left."""
+    """Stop the run `record` names; True once none of its processes is left.
+
+    Raises NotPermitted if its processes may not be signalled by us."""
     procs = _processes(record)
     if not procs:
         return True
+    for proc in procs:  # ask first: a run we may not stop is not marked as stopped either
+        try:
+            os.kill(proc.pid, 0)
+        except PermissionError:
+            raise _refused(record) from None
+        except ProcessLookupError:
+            pass
     store.mark_stop(record, reason)
     _signal(record, procs, sig)
     left = _wait_gone(procs, min(kill_after, timeout))

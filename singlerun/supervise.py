@@ -62,7 +62,9 @@ def _spawn_error(command: str, code: int) -> SpawnError:
     return SpawnError(f"{command}: cannot execute: {os.strerror(code)}", ExitCode.CANNOT_EXECUTE)
 
 
-def _spawn(argv: list[str], env: dict[str, str], keep_fd: int | None, mask: set) -> int:
+def _spawn(
+    argv: list[str], env: dict[str, str], keep_fd: int | None, mask: set[int | signal.Signals]
+) -> int:
     """posix_spawn (vfork + exec): cheaper than fork() for a Python parent, and exec errors
     come back as OSError here instead of through a pipe."""
     # Signals ignored when singlerun started (nohup) stay ignored for the job; the others,
@@ -152,6 +154,7 @@ def _wait(pid: int, tty: int | None, limit: Limit | None) -> Ended:
             due = None if timed_out else time.monotonic() + limit.kill_after
             timed_out = True
             continue
+        info: signal.struct_siginfo | None
         if due is None:
             info = signal.sigwaitinfo(_BLOCKED)
         else:

@@ -10,7 +10,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
-    from singlerun.keys import JobKey
+    from singlerun.history import Run
+    from singlerun.keys import JobKey, KeyFilter
     from singlerun.record import Record
 
 
@@ -45,6 +46,11 @@ class KeyState:
 
 
 class Store(Protocol):
+    """What the runner and the subcommands need of a store; they never name a store class."""
+
+    location: str  # where the locks live, for messages (never with a password)
+    job_env: dict[str, str]  # variables a job gets from its grant (e.g. a fencing token)
+
     def acquire(
         self, key: JobKey, me: Record, *, slots: int, wait: bool, deadline: float | None
     ) -> Lease:
@@ -58,12 +64,16 @@ class Store(Protocol):
         """Write (or rewrite) the holder record of the lease's slot."""
         ...
 
+    def renew(self, lease: Lease) -> bool:
+        """Extend the lease by its TTL; False if it is no longer ours (lost)."""
+        ...
+
     def release(self, lease: Lease) -> None:
         """Remove our record (only if it is still ours) and free the slot."""
         ...
 
-    def holders(self, key: JobKey) -> list[Record]:
-        """The records of the key's occupied slots."""
+    def holders(self, key: JobKey, slots: int) -> list[Record]:
+        """The records of the key's occupied slots among the first `slots`."""
         ...
 
     def inspect(self) -> list[KeyState]:
@@ -81,3 +91,27 @@ class Store(Protocol):
     def clean(self, state: KeyState, *, dry_run: bool) -> list[Record | None]:
         """Remove a key's stale records and dead waiters' tickets; return the records."""
         ...
+
+    def add_runs(self, *runs: Run) -> None:
+        """Add finished runs to the history (once per job ID)."""
+        ...
+
+    def runs(self, only: KeyFilter, limit: int | None) -> list[Run]:
+        """Finished runs, newest first."""
+        ...
+
+    def last_runs(self) -> dict[tuple[str, str], Run]:
+        """The newest finished run of every key."""
+        ...
+
+    def close(self) -> None:
+        """Let go of connections (held leases are released by `release`)."""
+        ...
+
+
+def open_store(lock_dir: str | None) -> Store:
+    """The store the options name: the lock directory (checked, created if missing)."""
+    from singlerun import lockdir
+    from singlerun.store.files import FileStore
+
+    return FileStore(lockdir.prepare(lock_dir or lockdir.default_lock_dir()))

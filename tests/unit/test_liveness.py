@@ -10,7 +10,8 @@ import psutil
 
 from singlerun.identity import host, process_start_time
 from singlerun.liveness import alive, holder, record_alive
-from singlerun.record import Record, describe
+from singlerun.record import Record
+from singlerun.render import describe
 
 
 def _dead_pid() -> int:

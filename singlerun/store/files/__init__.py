@@ -16,37 +16,27 @@ import stat
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import filelock
 
 from singlerun.errors import LockBusy, StoreError, WaitTimeout
-from singlerun.identity import surely_running
-from singlerun.keys import JobKey
-from singlerun.record import MAX_SIZE, Record, describe, encode, parse
-from singlerun.store import KeyState, Lease, Reclaimed, queue, scan
+from singlerun.keys import MAX_SLOTS, JobKey, KeyFilter
+from singlerun.record import MAX_SIZE, Record, encode, parse
+from singlerun.store import KeyState, Lease, Reclaimed
+from singlerun.store.files import proclocks, queue, scan
+
+if TYPE_CHECKING:
+    from singlerun.history import Ledger, Run
+    from singlerun.store.files.inotify import CloseWatch
 
 _READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
-_MAX_SLOTS = 1024  # --max-concurrent's upper bound
-# A head waiter on a key with several slots cannot sleep in flock() on all of them at once,
-# so it polls them at this interval; with one slot it sleeps in the kernel instead.
-_MULTI_SLOT_POLL = 0.02
 
 
 def _store_error(action: str, path: str, exc: OSError) -> StoreError:
     if exc.errno == errno.ELOOP:  # O_NOFOLLOW met a symlink
         return StoreError(f"refusing to {action} {path}: it is a symbolic link")
     return StoreError(f"cannot {action} {path}: {exc.strerror or exc}")
-
-
-def _describe(holders: list[Record], *, held: bool = False) -> str:
-    # psutil costs ~40 ms to import: a stampede of launchers on a held key pays it on every
-    # conflict. When the newest holder's singlerun is plainly running, /proc says so for less.
-    newest = max(holders, key=lambda r: r.started_at, default=None)
-    if newest is None or surely_running(newest.pid, newest.pid_started):
-        return describe(holders, held=held)
-    from singlerun.liveness import holder  # lazy: psutil
-
-    return describe(holders, held=held, who=holder)
 
 
 @contextlib.contextmanager
@@ -57,13 +47,13 @@ def _deadline_alarm(key: JobKey, deadline: float | None) -> Iterator[None]:
         return
 
     def expire(_signum: int, _frame: object) -> None:
-        raise WaitTimeout(f"gave up waiting for {key}")
+        raise WaitTimeout(key, [])
 
     previous = signal.signal(signal.SIGALRM, expire)
     try:
         remaining = deadline - time.monotonic()
         if remaining <= 0:
-            raise WaitTimeout(f"gave up waiting for {key}")
+            raise WaitTimeout(key, [])
         signal.setitimer(signal.ITIMER_REAL, remaining)
         yield
     finally:
@@ -80,9 +70,14 @@ class _Held:
 
 
 class FileStore:
+    """Locks in a local directory (SPEC §6's embedded store)."""
+
     def __init__(self, lock_dir: str) -> None:
         self.lock_dir = lock_dir
+        self.location = lock_dir  # for messages
+        self.job_env: dict[str, str] = {}  # nothing to add to the job's environment
         self._locks: dict[str, tuple[filelock.FileLock, list[int]]] = {}
+        self._ledger: Ledger | None = None
 
     def _path(self, key: JobKey, slot: int, suffix: str) -> str:
         slot_part = f"@{slot}" if slot else ""
@@ -105,14 +100,21 @@ class FileStore:
         finally:
             os.close(fd)
 
-    def holders(self, key: JobKey, slots: int = 1) -> list[Record]:
-        found = []
-        for slot in range(slots):
-            data = self._read(self._path(key, slot, ".rec"))
-            record = parse(data) if data else None
-            if record is not None:
-                found.append(record)
-        return found
+    def _record(self, key: JobKey, slot: int) -> Record | None:
+        data = self._read(self._path(key, slot, ".rec"))
+        return parse(data) if data else None
+
+    def _slots(self, key: JobKey) -> Iterator[int]:
+        """The slots of `key` that have files: they are numbered from 0 without gaps."""
+        for slot in range(MAX_SLOTS):
+            if not os.path.lexists(self._path(key, slot, ".lock")) and not os.path.lexists(
+                self._path(key, slot, ".rec")
+            ):
+                return
+            yield slot
+
+    def holders(self, key: JobKey, slots: int) -> list[Record]:
+        return [r for slot in range(slots) if (r := self._record(key, slot)) is not None]
 
     def _write(self, path: str, data: bytes, what: str) -> int:
         """Replace `path` atomically (temp file + rename); return the new file's inode."""
@@ -177,9 +179,26 @@ class FileStore:
                 return lease
         return None
 
-    def _sleep_until_free(self, key: JobKey, slots: int) -> None:
-        if slots > 1:
-            time.sleep(_MULTI_SLOT_POLL)
+    def _maybe_free(self, key: JobKey, slots: int) -> bool:
+        """Whether some slot may be free, from /proc/locks: asking costs no lock file a
+        close-after-write, which would wake every waiter watching the directory."""
+        held = proclocks.held_files()
+        if held is None:
+            return True
+        for slot in range(slots):
+            try:
+                st = os.stat(self._path(key, slot, ".lock"), follow_symlinks=False)
+            except OSError:
+                return True
+            if (st.st_dev, st.st_ino) not in held:
+                return True
+        return False
+
+    def _sleep_until_free(self, key: JobKey, slots: int, watch: CloseWatch | None) -> None:
+        if watch is not None:  # several slots: inotify reports each final close of a lock file
+            names = {os.path.basename(self._path(key, slot, ".lock")) for slot in range(slots)}
+            while not self._maybe_free(key, slots):
+                watch.wait(names)
             return
         path = self._path(key, 0, ".lock")
         # filelock only polls for a held lock (poll_interval); flock(LOCK_SH) on our own
@@ -194,6 +213,16 @@ class FileStore:
         finally:
             os.close(fd)
 
+    def _watch(self, slots: int) -> CloseWatch | None:
+        if slots == 1:
+            return None
+        from singlerun.store.files.inotify import CloseWatch
+
+        try:
+            return CloseWatch(self.lock_dir)
+        except OSError as exc:
+            raise _store_error("watch", self.lock_dir, exc) from None
+
     def acquire(
         self, key: JobKey, me: Record, *, slots: int, wait: bool, deadline: float | None
     ) -> Lease:
@@ -201,26 +230,32 @@ class FileStore:
         if lease is not None:
             return lease
         if not wait:
-            raise LockBusy(f"{key} is already running{_describe(self.holders(key, slots))}")
+            raise LockBusy(key, self.holders(key, slots))
         qpath = self._path(key, 0, ".queue")
         try:
             qfd = queue.open_dir(qpath, os.stat(self.lock_dir).st_mode & 0o7777)
         except OSError as exc:
             raise _store_error("open the queue", qpath, exc) from None
+        watch = None
         try:
             with _deadline_alarm(key, deadline):
                 ticket = queue.join(qfd, me)
                 try:
-                    queue.wait_turn(ticket)
-                    while (lease := self._try_any(key, slots, me.job_id)) is None:
-                        self._sleep_until_free(key, slots)
-                    return lease
+                    watch = self._watch(slots)  # before trying: no release goes unseen
+                    while True:
+                        # Again after each wake: a waiter launched before us may have joined.
+                        queue.wait_turn(ticket)
+                        if lease := self._try_any(key, slots, me.job_id):
+                            return lease
+                        self._sleep_until_free(key, slots, watch)
                 finally:
                     queue.leave(ticket)
         except WaitTimeout as exc:
-            exc.message += _describe(self.holders(key, slots), held=True)
+            exc.holders = self.holders(key, slots)
             raise
         finally:
+            if watch is not None:
+                watch.close()
             os.close(qfd)
 
     def release(self, lease: Lease) -> None:
@@ -240,12 +275,8 @@ class FileStore:
 
     def _slot_of(self, record: Record) -> int | None:
         key = JobKey(record.group, record.name)
-        for slot in range(_MAX_SLOTS):
-            path = self._path(key, slot, ".rec")
-            if not os.path.lexists(path) and not os.path.lexists(self._path(key, slot, ".lock")):
-                return None
-            data = self._read(path)
-            found = parse(data) if data else None
+        for slot in self._slots(key):
+            found = self._record(key, slot)
             if found is not None and found.job_id == record.job_id:
                 return slot
         return None
@@ -272,11 +303,11 @@ class FileStore:
     def clean(self, state: KeyState, *, dry_run: bool) -> list[Record | None]:
         removed: list[Record | None] = []
         key = state.key
-        for slot in range(_MAX_SLOTS) if key is not None else ():
+        if key is None:  # a hashed file name with no readable record: nothing to go by
+            return removed
+        for slot in self._slots(key):
             path = self._path(key, slot, ".rec")
             if not os.path.lexists(path):
-                if not os.path.lexists(self._path(key, slot, ".lock")):
-                    break
                 continue
             # Hold the slot while removing its record, so a run starting now keeps its own.
             lease = self._try_slot(key, slot, "")
@@ -290,3 +321,29 @@ class FileStore:
             finally:
                 lease.handle.lock.release()
         return removed
+
+    # -- the run ledger (history.py) --------------------------------------------------------
+
+    def _history(self) -> Ledger:
+        if self._ledger is None:
+            from singlerun.history import Ledger  # lazy: sqlite3
+
+            self._ledger = Ledger(self.lock_dir)
+        return self._ledger
+
+    def add_runs(self, *runs: Run) -> None:
+        self._history().add(*runs)
+
+    def runs(self, only: KeyFilter, limit: int | None) -> list[Run]:
+        return self._history().runs(only.group, only.name, limit)
+
+    def last_runs(self) -> dict[tuple[str, str], Run]:
+        return self._history().last_by_key()
+
+    # -- leases: a kernel lock needs no renewal ----------------------------------------------
+
+    def renew(self, lease: Lease) -> bool:
+        return True
+
+    def close(self) -> None:
+        pass

@@ -11,7 +11,8 @@ from collections.abc import Callable
 
 from singlerun.keys import JobKey
 from singlerun.record import parse
-from singlerun.store import KeyState, proclocks, queue
+from singlerun.store import KeyState
+from singlerun.store.files import proclocks, queue
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
@@ -26,23 +27,23 @@ def scan(lock_dir: str, read: Callable[[str], bytes | None]) -> list[KeyState]:
     with os.scandir(lock_dir) as entries:
         for entry in entries:
             base, dot, suffix = entry.name.rpartition(".")
-            stem, _, slot = base.partition("@")
-            if not dot or not stem or (slot and not slot.isdigit()):
+            stem, _, slot_text = base.partition("@")
+            if not dot or not stem or (slot_text and not slot_text.isdigit()):
                 continue
             if suffix == "lock" and entry.is_file(follow_symlinks=False):
                 # Without /proc/locks, a lock is taken as held (fail closed).
                 on = held is None or (dev, entry.inode()) in held
-                slots.setdefault(stem, {})[int(slot or 0)] = "held" if on else "free"
+                slots.setdefault(stem, {})[int(slot_text or 0)] = "held" if on else "free"
             elif suffix == "rec":
                 records.add(entry.name)
-            elif suffix == "queue" and not slot and entry.is_dir(follow_symlinks=False):
+            elif suffix == "queue" and not slot_text and entry.is_dir(follow_symlinks=False):
                 queues.append(stem)
     states = {stem: KeyState(stem, JobKey.from_stem(stem)) for stem in (*slots, *queues)}
     for stem, by_slot in slots.items():
         state = states[stem]
         for slot, how in sorted(by_slot.items()):
-            name = f"{stem}@{slot}.rec" if slot else f"{stem}.rec"
-            data = read(os.path.join(lock_dir, name)) if name in records else None
+            rec_name = f"{stem}@{slot}.rec" if slot else f"{stem}.rec"
+            data = read(os.path.join(lock_dir, rec_name)) if rec_name in records else None
             record = parse(data) if data else None
             if how == "held":
                 if record is None:

@@ -1,0 +1,118 @@
+"""Records and runs for people: conflict messages, the `status` table, the `history` list.
+
+The one module that words a record; `status.py` builds the data it renders.
+"""
+
+from __future__ import annotations
+
+import shlex
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from singlerun.durations import format_age
+
+if TYPE_CHECKING:
+    from singlerun.errors import LockBusy
+    from singlerun.history import Run
+    from singlerun.record import Record
+
+Who = Callable[["Record"], tuple[int, str]]
+
+
+def _plain(record: Record) -> tuple[int, str]:
+    return record.pid, ""
+
+
+def describe(
+    holders: list[Record], *, held: bool = False, now: float | None = None, who: Who = _plain
+) -> str:
+    """The parenthesis naming a key's holder in messages, or '' if none is recorded.
+
+    `who` says which PID to name and what to add (liveness.holder checks the processes).
+    """
+    if not holders:
+        return ""
+    newest = max(holders, key=lambda r: r.started_at)
+    age = format_age((time.time() if now is None else now) - newest.started_at)
+    what = f"{len(holders)} instances, newest job" if len(holders) > 1 else "job"
+    pid, note = who(newest)
+    prefix = "held by " if held else ""
+    return f" ({prefix}{what} {newest.job_id}, pid {pid}, started {age} ago{note})"
+
+
+def busy(exc: LockBusy, timed_out: bool) -> str:
+    """The conflict line: `backups/nightly is already running (job 01J…, pid 42, …)`."""
+    from singlerun.identity import surely_running
+
+    # psutil costs ~40 ms to import: a stampede of launchers on a held key pays it on every
+    # conflict. When the newest holder's singlerun is plainly running, /proc says so for less.
+    newest = max(exc.holders, key=lambda r: r.started_at, default=None)
+    who: Who = _plain
+    if newest is not None and not surely_running(newest.pid, newest.pid_started):
+        from singlerun.liveness import holder  # lazy: psutil
+
+        who = holder
+    if timed_out:
+        return f"gave up waiting for {exc.key}{describe(exc.holders, held=True, who=who)}"
+    return f"{exc.key} is already running{describe(exc.holders, who=who)}"
+
+
+def _run_line(e: dict[str, Any]) -> str:
+    if e["job_id"] is None:
+        return "holder not recorded"
+    age = format_age(e["elapsed_s"])
+    return (
+        f"job {e['job_id']} pid {e['pid']} on {e['host']} as {e['user']}, started "
+        f"{e['started_at']} ({age} ago): {shlex.join(e['command'])}"
+    )
+
+
+def status(entries: list[dict[str, Any]]) -> str:
+    """`singlerun status` as text, from status.gather()'s entries."""
+    lines = []
+    for e in entries:
+        head = f"{e['group']}/{e['name']}  {e['state']}"
+        if e["state"] in ("running", "stale"):
+            head += "  " + _run_line(e)
+        lines.append(head)
+        for extra in e["holders"][1:]:
+            lines.append(f"  also running: {_run_line(extra)}")
+        for w in e["waiters"]:
+            lines.append(
+                f"  waiting: pid {w['pid']} for {format_age(w['waited_s'])} (job {w['job_id']})"
+            )
+        if e["last"]:
+            last = e["last"]
+            took = "" if last["duration_s"] is None else f" after {format_age(last['duration_s'])}"
+            code = "" if last["exit_status"] is None else f", exit {last['exit_status']}"
+            lines.append(
+                f"  last: {last['outcome']}{code}, started {last['started_at']}"
+                f"{took} (job {last['job_id']})"
+            )
+    return "".join(f"{line}\n" for line in lines)
+
+
+def history(runs: list[Run]) -> str:
+    """`singlerun history` as text, newest first."""
+    from singlerun.status import last_run
+
+    lines = []
+    for run in runs:
+        f = last_run(run)
+        took = "?" if f["duration_s"] is None else format_age(f["duration_s"])
+        code = "-" if run.exit_status is None else str(run.exit_status)
+        lines.append(
+            f"{run.job_id}  {run.group}/{run.name}  {run.host}  pid {run.pid}  "
+            f"{f['started_at']}  {took}  exit {code}  {run.outcome}"
+        )
+    return "".join(f"{line}\n" for line in lines)
+
+
+def stale_record(record: Record | None) -> str:
+    """A dead run's record, as `clean` and the stale-lock warning name it."""
+    from singlerun.durations import rfc3339
+
+    if record is None:
+        return "an unreadable record"
+    return f"job {record.job_id} (pid {record.pid}, started {rfc3339(record.started_at)})"
