@@ -11,7 +11,6 @@ import sys
 import click
 
 from singlerun import __version__, say
-from singlerun.commands import COMMANDS
 from singlerun.errors import SinglerunError, UsageError
 from singlerun.exitcodes import ExitCode
 from singlerun.keys import MAX_SLOTS
@@ -45,14 +44,31 @@ taken (--conflict-exit-code); 124 --max-runtime reached; 125 singlerun failed;
 """
 
 
+# The operator's subcommands live in commands.py, imported only when one is asked for:
+# a run (the common case, started by cron in storms) does not pay for building them.
+OPERATOR_COMMANDS = ("status", "stop", "clean", "history")
+
+
 class SinglerunGroup(click.Group):
     """`singlerun [OPTIONS] COMMAND...` means `singlerun run [OPTIONS] COMMAND...`."""
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
         completing = ctx.resilient_parsing and not args  # shell completion of a subcommand
-        if not completing and (not args or args[0] not in [*self.commands, "--version"]):
+        names = [*self.list_commands(ctx), "--version"]
+        if not completing and (not args or args[0] not in names):
             args = ["run", *args]
         return super().parse_args(ctx, args)
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*self.commands, *OPERATOR_COMMANDS})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in OPERATOR_COMMANDS and cmd_name not in self.commands:
+            from singlerun.commands import COMMANDS
+
+            for command in COMMANDS:
+                self.add_command(command)
+        return super().get_command(ctx, cmd_name)
 
 
 class RunCommand(click.Command):
@@ -165,10 +181,6 @@ def run_cmd(
         kill_after=kill_after,
     )
     return runner.run(cfg)
-
-
-for _command in COMMANDS:
-    cli.add_command(_command)
 
 
 def _say(message: str) -> None:

@@ -5,11 +5,15 @@ raise KeyboardInterrupt in the middle of imports, where it is printed and even s
 the runner replaces this handler before it takes a lock. `_signal`, not `signal`: the latter
 spends a millisecond building enums on import, a window in which Ctrl-C is not yet ours.
 If the interpreter cannot load singlerun at all (no free descriptors, no memory), one
-`singlerun: ...` line and 125.
+`singlerun: ...` line and 125. What the standard library prints while failing to load
+(hashlib logs a traceback when OpenSSL cannot be mapped) is held back meanwhile; filelock,
+which every store needs and which pulls in hashlib, is loaded here for that reason.
 """
 
 import _signal
+import io
 import os
+import sys
 
 
 def _interrupted(_signum: int, _frame: object) -> None:
@@ -19,10 +23,15 @@ def _interrupted(_signum: int, _frame: object) -> None:
 def main() -> None:
     if _signal.getsignal(_signal.SIGINT) is _signal.default_int_handler:  # not SIG_IGN
         _signal.signal(_signal.SIGINT, _interrupted)
+    stderr, sys.stderr = sys.stderr, io.StringIO()
     try:
+        import filelock  # noqa: F401
+
         from singlerun.cli import entry
-    except (OSError, MemoryError) as exc:
+    except (OSError, MemoryError, ImportError) as exc:
         reason = getattr(exc, "strerror", None) or type(exc).__name__
         os.write(2, f"singlerun: cannot start: {reason}\n".encode())
         os._exit(125)
+    finally:
+        sys.stderr = stderr
     entry()

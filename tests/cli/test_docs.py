@@ -1,5 +1,6 @@
 """The man page and the README document every option and exit status the code has."""
 
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -15,23 +16,46 @@ README = (ROOT / "README.md").read_text()
 EXIT_CODES = ["0", "2", "75", "124", "125", "126", "127", "128+N"]
 
 
+def _commands() -> list[click.Command]:
+    """Every subcommand, the lazily loaded ones included."""
+    ctx = click.Context(cli)
+    found = [cli.get_command(ctx, name) for name in cli.list_commands(ctx)]
+    assert len(found) == 5 and all(found)
+    return [c for c in found if c is not None]
+
+
 def _long_options() -> set[str]:
     opts = set()
-    commands: list[click.Command] = [cli, *cli.commands.values()]
-    for command in commands:
+    for command in [cli, *_commands()]:
         for param in command.params:
             opts.update(o for o in (*param.opts, *param.secondary_opts) if o.startswith("--"))
     return opts
 
 
 def _envvars() -> set[str]:
-    return {p.envvar for c in cli.commands.values() for p in c.params if isinstance(p.envvar, str)}
+    return {p.envvar for c in _commands() for p in c.params if isinstance(p.envvar, str)}
+
+
+def _in_man(option: str, man: str) -> bool:
+    """The whole option name in roff (`\\-\\-wait`, and not just `\\-\\-wait\\-timeout`)."""
+    return bool(re.search(re.escape(option.replace("-", "\\-")) + r"(?!\\-|\w)", man))
+
+
+def _in_readme(option: str, readme: str) -> bool:
+    return bool(re.search(re.escape(f"`{option}") + r"(?![\w-])", readme))
 
 
 @pytest.mark.parametrize("option", sorted(_long_options()))
 def test_every_option_is_documented(option):
-    assert option.replace("-", r"\-") in MAN, f"{option} missing from man/singlerun.1"
-    assert f"`{option}" in README, f"{option} missing from README.md"
+    assert _in_man(option, MAN), f"{option} missing from man/singlerun.1"
+    assert _in_readme(option, README), f"{option} missing from README.md"
+
+
+def test_whole_option_names_are_matched():
+    assert not _in_man("--wait", r".B \-\-wait\-timeout")
+    assert _in_man("--wait", r".B \-\-wait" + "\n" + r".B \-\-wait\-timeout")
+    assert not _in_readme("--wait", "`--wait-timeout D`")
+    assert _in_readme("--wait", "`--wait`, `--wait-timeout`")
 
 
 @pytest.mark.parametrize("var", sorted(_envvars()))

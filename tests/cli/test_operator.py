@@ -8,7 +8,7 @@ import time
 import psutil
 import pytest
 
-from tests.conftest import records, stop, wait_for
+from tests.conftest import PRINT_SIGNALS, records, stop, wait_for
 
 
 def _status(sr, *args):
@@ -35,7 +35,7 @@ def test_status_in_each_state_text_json_and_lsb_codes(sr):
     code, (running,) = _status(sr, "-n", "k")
     assert code == 0 and running["state"] == "running"
     assert running["pid"] == holder.pid and running["user"] and running["host"]
-    assert running["command"][-1].endswith("print_signals.py") or running["command"][-2:]
+    assert running["command"] == [*PRINT_SIGNALS, "TERM"]
     assert running["started_at"].endswith("Z") and running["elapsed_s"] >= 0
     assert len(running["job_id"]) == 26
     (w,) = running["waiters"]
@@ -209,12 +209,31 @@ def test_outcomes(sr):
     assert len(text) == 2 and text[0].endswith("ok") and " default/replaced " in text[0]
 
 
-def test_unwritable_ledger_warns_but_runs(sr):
-    (sr.lock_dir / "history.db").mkdir()  # not a database
+def test_unwritable_history_warns_but_runs(sr):
+    (sr.lock_dir / "history.log").mkdir()  # the journal a run appends to: not a file
     r = sr.run("-n", "k", "--", "echo", "ran")
     assert (r.returncode, r.stdout) == (0, "ran\n")
     assert r.stderr.startswith("singlerun: warning: cannot write the run history")
     assert r.stderr.count("\n") == 1
+
+
+def test_history_is_journalled_then_folded_into_the_ledger(sr):
+    from singlerun.history import FOLD_AT
+
+    assert sr.run("-n", "k", "--", "true").returncode == 0
+    assert not (sr.lock_dir / "history.db").exists()  # a run does not touch sqlite3
+    assert _history(sr, "-n", "k")[0]["outcome"] == "ok"  # read from the journal
+    long = "x" * (FOLD_AT // 2)
+    for code in (1, 2):  # two rows with long command lines pass the fold threshold
+        assert sr.run("-n", "k", "--", "sh", "-c", f"exit {code}", long).returncode == code
+    assert (sr.lock_dir / "history.db").exists()
+    assert (sr.lock_dir / "history.log").stat().st_size == 0
+    rows = _history(sr, "-n", "k")
+    assert [(r["outcome"], r["exit_status"]) for r in rows] == [
+        ("failed", 2),
+        ("failed", 1),
+        ("ok", 0),
+    ]
 
 
 # -- limits ------------------------------------------------------------------------------

@@ -3,6 +3,7 @@ while a chaos thread kills singlerun processes and jobs at random moments. An in
 overlap detector must count zero overlaps, every launcher must end with a documented exit
 status (or die of the chaos signal itself), and no process may be left behind."""
 
+import os
 import random
 import re
 import signal
@@ -90,7 +91,11 @@ def _no_process_left(timeout: float = 15) -> None:
 def test_chaos_never_overlaps(sr, tmp_path, mode):
     script = tmp_path / "job.sh"
     script.write_text(JOB)
-    rng = random.Random(f"{mode}-{time.time_ns()}")
+    # Replay with CHAOS_SEED=<seed>: the same launchers, keys and chaos choices (the timing,
+    # and so which process each signal lands on, is the machine's).
+    seed = int(os.environ.get("CHAOS_SEED") or time.time_ns() % 10**12)
+    print(f"chaos seed: CHAOS_SEED={seed}")
+    rng = random.Random(f"{mode}-{seed}")
     keys = ["k0", "k1", "k2"] if mode == "few-keys-mixed" else ["k0"]
     boxes = {k: tmp_path / k for k in keys}
     for box in boxes.values():
@@ -133,9 +138,9 @@ def test_chaos_never_overlaps(sr, tmp_path, mode):
                 if _interpreter_start_up(code, err):
                     FIGURES["interrupted inside interpreter start-up"] += 1
                     continue
-                assert code in DOCUMENTED, (code, err)
-                assert wait is False or code != 75, err
-                assert "Traceback" not in err, err
+                assert code in DOCUMENTED, (seed, code, err)
+                assert wait is False or code != 75, (seed, err)
+                assert "Traceback" not in err, (seed, err)
                 reclaimed += err.count("reclaimed a stale lock")
         finally:
             stop.set()
@@ -149,7 +154,7 @@ def test_chaos_never_overlaps(sr, tmp_path, mode):
         FIGURES["overlaps"] += (
             len(violations.read_text().splitlines()) if violations.exists() else 0
         )
-        assert not violations.exists(), violations.read_text()
+        assert not violations.exists(), (seed, violations.read_text())
         ran += len((box / "runs").read_text().split()) if (box / "runs").exists() else 0
     FIGURES["jobs that ran"] += ran
     assert ran > 0

@@ -10,6 +10,7 @@ import signal
 import sqlite3
 import subprocess
 import threading
+import time
 
 import pytest
 
@@ -111,17 +112,20 @@ def test_memory_limits_never_give_a_traceback_or_a_wrong_status(sr):
 
 def test_ledger_locked_longer_than_its_busy_timeout(sr):
     FIGURES["bad inputs: resource faults"] += 1
-    assert sr.run("-n", "k", "--", "true").returncode == 0  # creates the ledger
+    assert sr.run("-n", "k", "--", "true").returncode == 0
+    assert sr.run("history").returncode == 0
     db = sqlite3.connect(sr.lock_dir / "history.db", isolation_level=None)
-    db.execute("BEGIN EXCLUSIVE")
+    db.executescript("CREATE TABLE IF NOT EXISTS x (a); BEGIN EXCLUSIVE")
     try:
+        t0 = time.monotonic()
         r = sr.run("-n", "k", "--", "sh", "-c", "exit 3", timeout=60)
+        took = time.monotonic() - t0
     finally:
         db.execute("ROLLBACK")
         db.close()
-    assert r.returncode == 3
-    assert r.stderr.startswith("singlerun: warning: cannot write the run history (database is")
-    assert r.stderr.count("\n") == 1
+    # A run only appends to the journal: a wedged ledger neither delays nor troubles it.
+    assert (r.returncode, r.stderr) == (3, "")
+    assert took < 4  # well under the ledger's 5 s busy timeout
     _key_is_free(sr)
 
 

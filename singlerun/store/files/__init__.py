@@ -27,7 +27,8 @@ from singlerun.store import KeyState, Lease, Reclaimed
 from singlerun.store.files import proclocks, queue, scan
 
 if TYPE_CHECKING:
-    from singlerun.history import Ledger, Run
+    from singlerun.history import Run
+    from singlerun.ledger import Ledger
     from singlerun.store.files.inotify import CloseWatch
 
 _READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
@@ -322,17 +323,19 @@ class FileStore:
                 lease.handle.lock.release()
         return removed
 
-    # -- the run ledger (history.py) --------------------------------------------------------
+    # -- the run history: a journal the runs append to, folded into a ledger ---------------
 
     def _history(self) -> Ledger:
         if self._ledger is None:
-            from singlerun.history import Ledger  # lazy: sqlite3
+            from singlerun.ledger import Ledger  # lazy: sqlite3, for readers only
 
             self._ledger = Ledger(self.lock_dir)
         return self._ledger
 
     def add_runs(self, *runs: Run) -> None:
-        self._history().add(*runs)
+        from singlerun import history
+
+        history.append(self.lock_dir, runs)
 
     def runs(self, only: KeyFilter, limit: int | None) -> list[Run]:
         return self._history().runs(only.group, only.name, limit)

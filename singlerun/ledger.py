@@ -1,0 +1,174 @@
+"""The run ledger: the sqlite3 database that history.log is folded into.
+
+WAL and a busy timeout let many processes use it at once. Reads merge the ledger with the
+journal not yet folded, so a run is visible the moment it has ended.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import sqlite3
+import time
+from collections.abc import Iterator
+from dataclasses import astuple, fields
+
+from singlerun.errors import StoreError
+from singlerun.history import JOURNAL, Run, parse_journal
+
+FILE_NAME = "history.db"
+_BUSY_TIMEOUT_MS = 5_000  # plenty for ms-long inserts; a wedged ledger costs a fold 5 s
+_TRANSIENT = (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)  # primary result codes
+_READ_FLAGS = os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
+
+_COLUMNS = ", ".join(f'"{f.name}"' for f in fields(Run))
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS runs (
+  job_id TEXT PRIMARY KEY, "group" TEXT NOT NULL, name TEXT NOT NULL, host TEXT NOT NULL,
+  pid INTEGER NOT NULL, started_at REAL NOT NULL, ended_at REAL, exit_status INTEGER,
+  outcome TEXT NOT NULL, command TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS runs_by_key ON runs ("group", name, started_at);
+"""
+
+
+@contextlib.contextmanager
+def _failing_as(action: str) -> Iterator[None]:
+    """sqlite3's errors leave the ledger as one StoreError (one line, exit 125)."""
+    try:
+        yield
+    except sqlite3.Error as exc:
+        raise StoreError(f"cannot {action} the run history: {exc}") from None
+
+
+class Ledger:
+    def __init__(self, lock_dir: str) -> None:
+        self.path = os.path.join(lock_dir, FILE_NAME)
+        self.journal = os.path.join(lock_dir, JOURNAL)
+
+    def _journal(self) -> list[Run]:
+        """The rows not yet folded into the ledger."""
+        try:
+            fd = os.open(self.journal, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
+        except FileNotFoundError:
+            return []
+        except OSError as exc:
+            raise StoreError(
+                f"cannot read the run history {self.journal}: {exc.strerror}"
+            ) from None
+        with os.fdopen(fd, "rb") as f:
+            return parse_journal(f.read())
+
+    def fold(self) -> None:
+        """Move the journal's rows into the ledger, then empty the journal; appends wait."""
+        try:
+            fd = os.open(self.journal, _READ_FLAGS)
+        except OSError as exc:
+            raise StoreError(
+                f"cannot fold the run history {self.journal}: {exc.strerror}"
+            ) from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            with os.fdopen(os.dup(fd), "rb") as f:
+                runs = parse_journal(f.read())
+            if runs:
+                self.add(*runs)
+            os.ftruncate(fd, 0)  # only once every row is in the ledger
+        finally:
+            os.close(fd)
+
+    def _connect(self) -> sqlite3.Connection:
+        if os.path.islink(self.path):
+            raise sqlite3.OperationalError(f"{self.path} is a symbolic link")
+        db = sqlite3.connect(self.path, timeout=_BUSY_TIMEOUT_MS / 1000, isolation_level=None)
+        db.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
+        if db.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+            db.execute("PRAGMA journal_mode = WAL")
+        db.execute("PRAGMA synchronous = NORMAL")  # WAL: durable across crashes of processes
+        db.executescript(_SCHEMA)
+        return db
+
+    def add(self, *runs: Run) -> None:
+        """Insert rows (once per job ID: a run cannot end twice).
+
+        Retried until the busy timeout runs out: some SQLITE_BUSY cases never reach the busy
+        handler (switching a brand-new ledger to WAL while another process has it open is
+        one), and under many runs finishing at once each would otherwise lose a row.
+        """
+        with _failing_as("write"):
+            self._add(runs)
+
+    def _add(self, runs: tuple[Run, ...]) -> None:
+        deadline = time.monotonic() + _BUSY_TIMEOUT_MS / 1000
+        pause = 0.005
+        while True:
+            try:
+                db = self._connect()
+                try:
+                    placeholders = ", ".join("?" * len(fields(Run)))
+                    db.executemany(
+                        f"INSERT OR IGNORE INTO runs ({_COLUMNS}) VALUES ({placeholders})",
+                        [astuple(run) for run in runs],
+                    )
+                    return
+                finally:
+                    db.close()
+            except sqlite3.OperationalError as exc:
+                transient = exc.sqlite_errorcode & 0xFF in _TRANSIENT
+                if not transient or time.monotonic() + pause > deadline:
+                    raise
+                time.sleep(pause)
+                pause = min(pause * 2, 0.2)
+
+    def runs(
+        self, group: str | None = None, name: str | None = None, limit: int | None = None
+    ) -> list[Run]:
+        """Finished runs, newest first (the ledger's and the journal's)."""
+        fresh = [r for r in self._journal() if group in (None, r.group) and name in (None, r.name)]
+        merged = {r.job_id: r for r in (*self._ledger_runs(group, name, limit), *fresh)}
+        newest = sorted(merged.values(), key=lambda r: (r.started_at, r.job_id), reverse=True)
+        return newest if limit is None else newest[:limit]
+
+    def _ledger_runs(self, group: str | None, name: str | None, limit: int | None) -> list[Run]:
+        if not os.path.exists(self.path):
+            return []
+        where, args = [], []
+        for column, value in (('"group"', group), ("name", name)):
+            if value is not None:
+                where.append(f"{column} = ?")
+                args.append(value)
+        sql = f"SELECT {_COLUMNS} FROM runs"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY started_at DESC, job_id DESC"
+        if limit is not None:
+            sql += f" LIMIT {int(limit)}"
+        with _failing_as("read"):
+            db = self._connect()
+            try:
+                return [Run(*row) for row in db.execute(sql, args)]
+            finally:
+                db.close()
+
+    def last_by_key(self) -> dict[tuple[str, str], Run]:
+        """The newest finished run of every key (the ledger's and the journal's)."""
+        last = self._ledger_last()
+        for run in self._journal():
+            known = last.get((run.group, run.name))
+            if known is None or run.started_at >= known.started_at:
+                last[(run.group, run.name)] = run
+        return last
+
+    def _ledger_last(self) -> dict[tuple[str, str], Run]:
+        if not os.path.exists(self.path):
+            return {}
+        with _failing_as("read"):
+            db = self._connect()
+            try:
+                rows = db.execute(
+                    f"SELECT {_COLUMNS} FROM runs r WHERE started_at = (SELECT MAX(started_at) "
+                    'FROM runs WHERE "group" = r."group" AND name = r.name)'
+                )
+                return {(run.group, run.name): run for run in (Run(*row) for row in rows)}
+            finally:
+                db.close()
