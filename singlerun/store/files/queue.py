@@ -1,7 +1,8 @@
 """The FIFO wait queue of one key: a directory of tickets, each locked by its waiter.
 
-A waiter creates its ticket (already flock-ed) under a short lock on the directory, so
-ticket numbers follow arrival order. It then sleeps in flock(LOCK_SH) on the ticket just
+A waiter creates its ticket (already flock-ed) under a short lock on the directory, named
+by its launch time, so the queue's order is the order in which waiters were started. It
+then sleeps in flock(LOCK_SH) on the ticket just
 before its own: the kernel wakes it when that waiter leaves or dies, with no polling. A
 ticket whose flock is free but whose file is still there belongs to a dead waiter and is
 removed by its successor.
@@ -13,7 +14,6 @@ import contextlib
 import errno
 import fcntl
 import os
-import time
 from dataclasses import dataclass
 
 from singlerun.record import MAX_SIZE, Record, encode, parse
@@ -40,6 +40,17 @@ def _unlink_if_same(dir_fd: int, name: str, fd: int) -> None:
         pass
 
 
+def _launch_order() -> str:
+    """This waiter's place: when its process was launched (clock ticks since boot, as in
+    /proc/self/stat), then its PID. Joining the queue comes ~50 ms into start-up; ordering
+    by launch keeps waiters started closer together than that in their order. Unique per
+    process (a reused PID has a later start), so successors can find a ticket by its name."""
+    with open("/proc/self/stat", "rb") as f:
+        stat = f.read()
+    ticks = int(stat[stat.rfind(b")") + 2 :].split()[19])
+    return f"{ticks:016d}{os.getpid():010d}"
+
+
 def open_dir(path: str, mode: int) -> int:
     """Open (creating if needed) a queue directory, refusing anything but a real directory."""
     try:
@@ -53,10 +64,7 @@ def open_dir(path: str, mode: int) -> int:
 def join(dir_fd: int, me: Record) -> Ticket:
     fcntl.flock(dir_fd, fcntl.LOCK_EX)  # held for a few syscalls only
     try:
-        names = _tickets(dir_fd)
-        # Never reuse a number, even once the queue has emptied: successors find tickets by name.
-        seq = max(int(names[-1]) + 1 if names else 0, time.time_ns())
-        name = f"{seq:020d}"
+        name = _launch_order()
         tmp = f"tmp-{os.getpid()}"
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp, dir_fd=dir_fd)  # left by a dead process that had our PID
