@@ -13,7 +13,7 @@ import click
 from singlerun import __version__, say
 from singlerun.errors import SinglerunError, UsageError
 from singlerun.exitcodes import ExitCode
-from singlerun.keys import MAX_SLOTS
+from singlerun.keys import DEFAULT_GROUP, MAX_SLOTS
 from singlerun.options import (
     Duration,
     apply,
@@ -89,7 +89,7 @@ def cli() -> None:
     "run", cls=RunCommand, epilog=RUN_EPILOG, context_settings={"allow_interspersed_args": False}
 )
 @option("-n", "--name", help="Job name (with the group, the key) [default: derived from COMMAND].")
-@group_option("default", "Job group.")
+@group_option(DEFAULT_GROUP, "Job group.")
 @option(
     "--wait",
     is_flag=True,

@@ -15,6 +15,8 @@ import io
 import os
 import sys
 
+from singlerun import PREFIX  # the package itself: already loaded to reach this module
+
 
 def _interrupted(_signum: int, _frame: object) -> None:
     os._exit(128 + _signal.SIGINT)
@@ -30,7 +32,7 @@ def main() -> None:
         from singlerun.cli import entry
     except (OSError, MemoryError, ImportError) as exc:
         reason = getattr(exc, "strerror", None) or type(exc).__name__
-        os.write(2, f"singlerun: cannot start: {reason}\n".encode())
+        os.write(2, f"{PREFIX}cannot start: {reason}\n".encode())
         os._exit(125)
     finally:
         sys.stderr = stderr
