@@ -10,11 +10,11 @@ a record, not a gate: a run whose row cannot be written still ran (the caller wa
 from __future__ import annotations
 
 import fcntl
-import json
 import os
 from dataclasses import astuple, dataclass
 from typing import TYPE_CHECKING
 
+from singlerun.compactjson import dumps
 from singlerun.errors import StoreError
 
 if TYPE_CHECKING:
@@ -53,7 +53,7 @@ class Run:
             ended_at,
             exit_status,
             outcome,
-            json.dumps(record.command),
+            dumps(record.command),
         )
 
     @classmethod
@@ -63,16 +63,20 @@ class Run:
 
     @property
     def argv(self) -> list[str]:
+        import json
+
         argv = json.loads(self.command)
         return [str(a) for a in argv] if isinstance(argv, list) else []
 
 
 def _line(run: Run) -> bytes:
-    return json.dumps(astuple(run), separators=(",", ":")).encode() + b"\n"
+    return dumps(astuple(run)).encode() + b"\n"
 
 
 def parse_journal(data: bytes) -> list[Run]:
     """The rows in a journal's bytes; a torn or foreign line is skipped, never fatal."""
+    import json  # lazy: a run only appends
+
     runs = []
     for line in data.splitlines():
         try:

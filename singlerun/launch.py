@@ -30,7 +30,7 @@ def main() -> None:
         import filelock  # noqa: F401
 
         from singlerun.cli import entry
-    except (OSError, MemoryError, ImportError) as exc:
+    except Exception as exc:  # even SystemError: CPython out of memory mid-import
         reason = getattr(exc, "strerror", None) or type(exc).__name__
         os.write(2, f"{PREFIX}cannot start: {reason}\n".encode())
         os._exit(125)

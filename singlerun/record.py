@@ -7,8 +7,9 @@ ignored so that newer writers stay readable.
 
 from __future__ import annotations
 
-import json
-from dataclasses import MISSING, asdict, dataclass, field, fields, replace
+from dataclasses import MISSING, dataclass, field, fields, replace
+
+from singlerun.compactjson import dumps
 
 VERSION = 1
 _HEADER = b"singlerun-record "
@@ -54,11 +55,13 @@ _REQUIRED = {f.name for f in fields(Record) if f.default is MISSING is f.default
 
 
 def encode(record: Record) -> bytes:
-    body = json.dumps(asdict(record), ensure_ascii=True, separators=(",", ":"))
+    body = dumps(vars(record))
     return _HEADER + str(VERSION).encode() + b"\n" + body.encode() + b"\n"
 
 
 def parse(data: bytes) -> Record | None:
+    import json  # lazy: a run only writes records
+
     try:
         header, _, body = data.partition(b"\n")
         if not header.startswith(_HEADER) or int(header[len(_HEADER) :]) != VERSION:

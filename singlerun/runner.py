@@ -9,7 +9,7 @@ import sys
 import time
 from dataclasses import dataclass, replace
 
-from singlerun import render, say, supervise
+from singlerun import say, supervise
 from singlerun.errors import (
     Interrupted,
     LockBusy,
@@ -25,7 +25,7 @@ from singlerun.record import Record
 from singlerun.store import Lease, Store, open_store
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # never compared: no __eq__ to build at each start-up
 class RunConfig:
     command: list[str]
     key: JobKey
@@ -80,11 +80,15 @@ def _report_reclaimed(lease: Lease) -> None:
             "(empty, truncated or corrupt)"
         )
     else:
-        say(f"{lease.key}: reclaimed a stale lock: {render.stale_record(dead)} is gone")
+        from singlerun.render import stale_record
+
+        say(f"{lease.key}: reclaimed a stale lock: {stale_record(dead)} is gone")
 
 
 def _conflict(cfg: RunConfig, busy: LockBusy, why: str = "") -> LockBusy:
     """The conflict as the user sees it: the code they chose, one line (none with -q)."""
+    from singlerun import render  # lazy: only conflicts are worded
+
     busy.exit_code = cfg.conflict_exit_code
     busy.message = "" if cfg.quiet else render.busy(busy, isinstance(busy, WaitTimeout)) + why
     return busy

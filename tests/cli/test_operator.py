@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import signal
 import time
 
@@ -108,7 +109,7 @@ def test_stop_ends_the_job_and_its_grandchild(sr, tmp_path):
 
 def test_stop_kills_a_job_that_ignores_sigterm_after_kill_after(sr):
     holder = sr.start("-n", "t", "--", "sh", "-c", "trap '' TERM; while :; do sleep 0.1; done")
-    wait_for(lambda: '"child_pid":' in records(sr.lock_dir), what="job started")
+    wait_for(lambda: re.search(r'"child_pid":\d', records(sr.lock_dir)), what="job started")
     t0 = time.monotonic()
     r = sr.run("stop", "-n", "t", "--kill-after", "1s")
     took = time.monotonic() - t0
@@ -119,7 +120,7 @@ def test_stop_kills_a_job_that_ignores_sigterm_after_kill_after(sr):
 
 def test_stop_gives_up_at_timeout_with_status_1(sr):
     holder = sr.start("-n", "t", "--", "sh", "-c", "trap '' TERM; while :; do sleep 0.1; done")
-    wait_for(lambda: '"child_pid":' in records(sr.lock_dir), what="job started")
+    wait_for(lambda: re.search(r'"child_pid":\d', records(sr.lock_dir)), what="job started")
     r = sr.run("stop", "-n", "t", "--timeout", "0.5s", "--kill-after", "30s")
     assert r.returncode == 1 and r.stdout.startswith("still running: default/t")
     assert sr.run("stop", "-n", "t", "--signal", "KILL").returncode == 0
@@ -293,7 +294,7 @@ def test_replace_gives_up_on_a_lock_held_by_a_process_the_record_does_not_name(s
     # The job leaves a daemon (own session) that inherited the lock; then singlerun and the
     # job are killed. Nothing named in the record is left to stop: --replace must not spin.
     holder = sr.start("-n", "d", "--", "sh", "-c", "setsid sleep 60 & sleep 60")
-    wait_for(lambda: '"child_pid":' in records(sr.lock_dir), what="job started")
+    wait_for(lambda: re.search(r'"child_pid":\d', records(sr.lock_dir)), what="job started")
     job_pid = json.loads(records(sr.lock_dir).split("\n", 1)[1])["child_pid"]
     holder.kill()
     holder.wait()

@@ -43,7 +43,7 @@ def test_readme_transcripts_run_as_written(sr, tmp_path):
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
             )
-            wait_for(lambda: '"child_pid":' in records(sr.lock_dir), what=command)
+            wait_for(lambda: re.search(r'"child_pid":\d', records(sr.lock_dir)), what=command)
             continue
         r = subprocess.run(
             ["bash", "-c", command],

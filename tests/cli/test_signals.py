@@ -2,6 +2,7 @@
 
 import os
 import pty
+import re
 import select
 import signal
 import time
@@ -34,7 +35,7 @@ def test_several_signals_then_job_status(sr):
 
 def test_job_killed_by_forwarded_signal_gives_128_plus_n(sr):
     holder = sr.start("-n", "k", "--", "sleep", "30")
-    wait_for(lambda: '"child_pid":' in records(sr.lock_dir), what="job started")
+    wait_for(lambda: re.search(r'"child_pid":\d', records(sr.lock_dir)), what="job started")
     holder.send_signal(signal.SIGTERM)
     assert holder.wait(10) == 128 + signal.SIGTERM
     assert sr.run("-n", "k", "--", "true").returncode == 0

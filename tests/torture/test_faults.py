@@ -5,6 +5,7 @@ without a running job."""
 import contextlib
 import os
 import random
+import re
 import resource
 import signal
 import sqlite3
@@ -174,7 +175,7 @@ def test_signal_storm(sr):
     )
     holder = sr.start("-n", "storm", "--", "sh", "-c", job)
     assert read_line(holder) == "ready"
-    wait_for(lambda: '"child_pid":' in records(sr.lock_dir), what="job recorded")
+    wait_for(lambda: re.search(r'"child_pid":\d', records(sr.lock_dir)), what="job recorded")
     rng = random.Random(1)
     sigs = (signal.SIGUSR1, signal.SIGUSR2, signal.SIGHUP, signal.SIGWINCH)
     sent = 0

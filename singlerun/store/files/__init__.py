@@ -24,7 +24,6 @@ from singlerun.errors import LockBusy, StoreError, WaitTimeout
 from singlerun.keys import MAX_SLOTS, JobKey, KeyFilter
 from singlerun.record import MAX_SIZE, Record, encode, parse
 from singlerun.store import KeyState, Lease, Reclaimed
-from singlerun.store.files import queue, scan
 
 if TYPE_CHECKING:
     from singlerun.history import Run
@@ -236,6 +235,8 @@ class FileStore:
             return lease
         if not wait:
             raise LockBusy(key, self.holders(key, slots))
+        from singlerun.store.files import queue  # lazy: only waiters queue
+
         qpath = self._path(key, 0, ".queue")
         try:
             qfd = queue.open_dir(qpath, os.stat(self.lock_dir).st_mode & 0o7777)
@@ -276,6 +277,8 @@ class FileStore:
     # -- inspection and control -------------------------------------------------------------
 
     def inspect(self) -> list[KeyState]:
+        from singlerun.store.files import scan  # lazy: for the operator's subcommands
+
         return scan.scan(self.lock_dir, self._read)
 
     def _slot_of(self, record: Record) -> int | None:
