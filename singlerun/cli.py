@@ -18,9 +18,9 @@ from singlerun.options import (
     Duration,
     apply,
     group_option,
-    lock_dir_option,
     option,
     stop_options,
+    store_options,
 )
 
 RUN_EPILOG = """\b
@@ -130,7 +130,22 @@ def cli() -> None:
     help="Do not let the job inherit the lock (for jobs that leave daemons behind; "
     "if singlerun is killed, the key frees at once even though the job runs on).",
 )
-@lock_dir_option()
+@apply(*store_options())
+@option(
+    "--lease-ttl",
+    type=Duration(min_seconds=1.0, max_seconds=86400.0),
+    default="30s",
+    show_default=True,
+    help="With --backend: the lease's time to live; singlerun renews it while the job runs.",
+)
+@option(
+    "--on-lease-lost",
+    type=click.Choice(["stop", "continue"]),
+    default="stop",
+    show_default=True,
+    help="With --backend, if the lease cannot be kept: stop the job (exit 125), or let it "
+    "run on with a warning.",
+)
 @option("-q", "--quiet", is_flag=True, help="No conflict message, no stale-lock warning.")
 @option("-v", "--verbose", is_flag=True, help="Say what singlerun does.")
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
@@ -148,6 +163,9 @@ def run_cmd(
     kill_after: float,
     close: bool,
     lock_dir: str | None,
+    backend: str | None,
+    lease_ttl: float,
+    on_lease_lost: str,
     quiet: bool,
     verbose: bool,
 ) -> int:
@@ -168,6 +186,9 @@ def run_cmd(
         command=argv,
         key=key,
         lock_dir=lock_dir,
+        backend=backend,
+        lease_ttl=lease_ttl,
+        keep_running_without_lease=on_lease_lost == "continue",
         wait=wait or wait_timeout is not None,
         wait_timeout=wait_timeout,
         conflict_exit_code=conflict_exit_code,

@@ -11,9 +11,9 @@ from singlerun.options import (
     Duration,
     apply,
     group_option,
-    lock_dir_option,
     option,
     stop_options,
+    store_options,
 )
 
 if TYPE_CHECKING:
@@ -21,10 +21,10 @@ if TYPE_CHECKING:
     from singlerun.store import Store
 
 
-def _store(lock_dir: str | None) -> Store:
+def _store(lock_dir: str | None, backend: str | None) -> Store:
     from singlerun.store import open_store
 
-    return open_store(lock_dir)
+    return open_store(lock_dir, backend)
 
 
 def _only(group: str | None, name: str | None) -> KeyFilter:
@@ -47,15 +47,17 @@ Exit status with -n (LSB): 0 running, 1 stale, 3 not running.
 @group_option(None)
 @option("-n", "--name", help="Only this job (exit status 0 running, 1 stale, 3 not running).")
 @option("--json", "as_json", is_flag=True, help="A JSON array with stable field names.")
-@lock_dir_option()
-def status_cmd(group: str | None, name: str | None, as_json: bool, lock_dir: str | None) -> int:
+@apply(*store_options())
+def status_cmd(
+    group: str | None, name: str | None, as_json: bool, lock_dir: str | None, backend: str | None
+) -> int:
     """Show every key: running, waiting, stale or idle, and its last run."""
     import json
 
     from singlerun import render, status
 
     only = _only(group, name)
-    store = _store(lock_dir)
+    store = _store(lock_dir, backend)
     entries = status.gather(store.inspect(), store.last_runs(), only)
     click.echo(json.dumps(entries, indent=2) if as_json else render.status(entries), nl=as_json)
     if only.key is None:
@@ -85,7 +87,7 @@ Exit status: 0 stopped, 3 nothing was running, 1 still running at --timeout,
     show_default=True,
     help="Give up (exit 1) if the job is still running after DURATION.",
 )
-@lock_dir_option()
+@apply(*store_options())
 def stop_cmd(
     group: str | None,
     name: str,
@@ -93,6 +95,7 @@ def stop_cmd(
     kill_after: float,
     timeout: float,
     lock_dir: str | None,
+    backend: str | None,
 ) -> int:
     """Stop a running job: signal its process group, SIGKILL it after --kill-after."""
     from singlerun import say
@@ -101,7 +104,7 @@ def stop_cmd(
     from singlerun.stopping import stop_run
 
     key = _only(group, name).key
-    store = _store(lock_dir)
+    store = _store(lock_dir, backend)
     targets = [r for s in store.inspect() if s.key == key for r in s.holders if record_alive(r)]
     if not targets:
         say(f"{key} is not running")
@@ -127,14 +130,14 @@ def stop_cmd(
 )
 @group_option(None)
 @option("--dry-run", is_flag=True, help="Only say what would be removed.")
-@lock_dir_option()
-def clean_cmd(group: str | None, dry_run: bool, lock_dir: str | None) -> int:
+@apply(*store_options())
+def clean_cmd(group: str | None, dry_run: bool, lock_dir: str | None, backend: str | None) -> int:
     """Remove the records of runs that died; print what was removed."""
     from singlerun import render
     from singlerun.history import Run
 
     only = _only(group, None)
-    store = _store(lock_dir)
+    store = _store(lock_dir, backend)
     lost = []
     for state in store.inspect():
         if not state.stale or not only.matches(state.key):
@@ -172,14 +175,19 @@ Outcomes: ok, failed, killed, timeout, replaced, lost (its singlerun died).
     help="At most N runs.",
 )
 @option("--json", "as_json", is_flag=True, help="A JSON array with stable field names.")
-@lock_dir_option()
+@apply(*store_options())
 def history_cmd(
-    group: str | None, name: str | None, limit: int, as_json: bool, lock_dir: str | None
+    group: str | None,
+    name: str | None,
+    limit: int,
+    as_json: bool,
+    lock_dir: str | None,
+    backend: str | None,
 ) -> int:
     """List finished runs, newest first."""
     from singlerun import render, status
 
-    store = _store(lock_dir)
+    store = _store(lock_dir, backend)
     runs = store.runs(_only(group, name), limit)
     if as_json:
         import json

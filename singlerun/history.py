@@ -69,7 +69,8 @@ class Run:
         return [str(a) for a in argv] if isinstance(argv, list) else []
 
 
-def _line(run: Run) -> bytes:
+def journal_line(run: Run) -> bytes:
+    """A run as one line of JSON (the journal's, and the Redis stream's, format)."""
     return dumps(astuple(run)).encode() + b"\n"
 
 
@@ -93,7 +94,7 @@ def parse_journal(data: bytes) -> list[Run]:
 def append(lock_dir: str, runs: tuple[Run, ...]) -> None:
     """Add rows to the journal (one write), folding it into the ledger once it is large."""
     path = os.path.join(lock_dir, JOURNAL)
-    data = b"".join(_line(run) for run in runs)
+    data = b"".join(journal_line(run) for run in runs)
     try:
         fd = os.open(path, _FLAGS, 0o660)
         try:

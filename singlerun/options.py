@@ -19,8 +19,14 @@ else:
     _FloatType = _IntType = click.ParamType
 
 
+MAX_DURATION = 366 * 86400.0  # a year: longer ones would overflow the kernel's timers
+
+
 class Duration(_FloatType):
     name = "DURATION"
+
+    def __init__(self, min_seconds: float = 0.0, max_seconds: float = MAX_DURATION) -> None:
+        self.min_seconds, self.max_seconds = min_seconds, max_seconds
 
     def convert(
         self, value: Any, param: click.Parameter | None, ctx: click.Context | None
@@ -28,9 +34,16 @@ class Duration(_FloatType):
         if isinstance(value, float):
             return value
         try:
-            return parse_duration(str(value))
+            seconds = parse_duration(str(value))
         except ValueError as exc:
             self.fail(str(exc), param, ctx)
+        if not self.min_seconds <= seconds <= self.max_seconds:
+            self.fail(
+                f"{value!r} is out of range ({self.min_seconds:g}s to {self.max_seconds:g}s)",
+                param,
+                ctx,
+            )
+        return seconds
 
 
 class Signal(_IntType):
@@ -54,13 +67,24 @@ def option(*decls: str, **kw: Any) -> Decorator:
     return click.option(*decls, envvar=envvar, show_envvar=True, **kw)
 
 
-def lock_dir_option() -> Decorator:
-    return option(
-        "--lock-dir",
-        metavar="DIR",
-        help="Directory of lock files, records and the ledger "
-        "[default: $XDG_RUNTIME_DIR/singlerun, else $TMPDIR/singlerun-UID].",
-    )
+def store_options() -> list[Decorator]:
+    """Where the locks live: every subcommand takes these itself (SPEC §5)."""
+    return [
+        option(
+            "--lock-dir",
+            metavar="DIR",
+            help="Directory of lock files, records and the ledger "
+            "[default: $XDG_RUNTIME_DIR/singlerun, else $TMPDIR/singlerun-UID].",
+        ),
+        option(
+            "--backend",
+            metavar="URL",
+            help="A network store instead of the lock directory, for jobs single across "
+            "machines: redis://[USER:PASSWORD@]HOST[:PORT][/DB], rediss://… (TLS), "
+            "unix://PATH?db=N; ?prefix=P (default singlerun:), ?connect_timeout=D (5s). "
+            "The password may come from REDISCLI_AUTH.",
+        ),
+    ]
 
 
 def group_option(default: str | None, what: str = "Only this group.") -> Decorator:

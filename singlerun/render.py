@@ -24,6 +24,10 @@ def _plain(record: Record) -> tuple[int, str]:
     return record.pid, ""
 
 
+def _elsewhere(record: Record) -> tuple[int, str]:
+    return record.pid, f"; on {record.host}"
+
+
 def describe(
     holders: list[Record], *, held: bool = False, now: float | None = None, who: Who = _plain
 ) -> str:
@@ -43,13 +47,15 @@ def describe(
 
 def busy(exc: LockBusy, timed_out: bool) -> str:
     """The conflict line: `backups/nightly is already running (job 01J…, pid 42, …)`."""
-    from singlerun.identity import surely_running
+    from singlerun.identity import host, surely_running
 
     # psutil costs ~40 ms to import: a stampede of launchers on a held key pays it on every
     # conflict. When the newest holder's singlerun is plainly running, /proc says so for less.
     newest = max(exc.holders, key=lambda r: r.started_at, default=None)
     who: Who = _plain
-    if newest is not None and not surely_running(newest.pid, newest.pid_started):
+    if newest is not None and newest.host != host():
+        who = _elsewhere
+    elif newest is not None and not surely_running(newest.pid, newest.pid_started):
         from singlerun.liveness import holder  # lazy: psutil
 
         who = holder

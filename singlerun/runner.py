@@ -24,12 +24,17 @@ from singlerun.keys import JobKey
 from singlerun.record import Record
 from singlerun.store import Lease, Store, open_store
 
+LOST = "lease lost"  # lease.py's reason for stopping a job (not imported: file store runs)
+
 
 @dataclass(frozen=True, eq=False)  # never compared: no __eq__ to build at each start-up
 class RunConfig:
     command: list[str]
     key: JobKey
     lock_dir: str | None = None
+    backend: str | None = None
+    lease_ttl: float = 30.0
+    keep_running_without_lease: bool = False  # --on-lease-lost continue
     wait: bool = False
     wait_timeout: float | None = None
     conflict_exit_code: int = ExitCode.CONFLICT
@@ -135,6 +140,8 @@ def _acquire(store: Store, cfg: RunConfig, me: Record) -> Lease:
 
 
 def _outcome(ended: supervise.Ended, reason: str | None) -> str:
+    if ended.stopped == LOST:
+        return "lost"
     if ended.timed_out:
         return "timeout"
     if reason == "replaced":
@@ -181,9 +188,20 @@ def _write_history(
         books.warn(f"cannot write the run history ({exc})")
 
 
+def _check_lease(lease: Lease, location: str) -> None:
+    """A lease that may have expired already (singlerun was paused while acquiring) must
+    not start a job: another host may hold it."""
+    if lease.ttl is None:
+        return
+    from singlerun.lease import margin
+
+    if time.monotonic() >= lease.granted + lease.ttl - margin(lease.ttl):
+        raise StoreError(f"{lease.key}: the lease on {location} ran out before the job started")
+
+
 def run(cfg: RunConfig) -> int:
     _catch_interrupts()
-    store = open_store(cfg.lock_dir)
+    store = open_store(cfg.lock_dir, cfg.backend, cfg.lease_ttl)
     me = Record(
         job_id=new_job_id(),
         group=cfg.key.group,
@@ -199,48 +217,84 @@ def run(cfg: RunConfig) -> int:
     books = _Bookkeeping(store.location)
     code: int = ExitCode.INTERNAL
     outcome: str | None = None
+    ticker = None
     try:
         _checkpoint()
         if lease.reclaimed and not cfg.quiet:
             _report_reclaimed(lease)
         me = replace(me, started_at=time.time(), token=lease.token, ttl=lease.ttl)
         store.publish(lease, me)
+        _check_lease(lease, store.location)
         if cfg.verbose:
             say(f"{cfg.key}: acquired in {store.location} as job {me.job_id}")
+        if lease.ttl is not None:
+            from singlerun.lease import LeaseTicker
+
+            ticker = LeaseTicker(
+                store,
+                lease,
+                me.job_id,
+                sig=cfg.signal,
+                kill_after=cfg.kill_after,
+                keep_running=cfg.keep_running_without_lease,
+            )
 
         def started(pid: int) -> None:
             try:
                 store.publish(lease, me.with_child(pid, process_start_time(pid)))
             except StoreError as exc:
                 books.warn(exc.message)
+            if ticker is not None:
+                ticker.guard(pid)
 
         env = {
             **os.environ,
             "SINGLERUN_JOB_ID": me.job_id,
             "SINGLERUN_JOB_NAME": cfg.key.name,
             "SINGLERUN_JOB_GROUP": cfg.key.group,
-            **store.job_env,
+            **store.job_env(lease),
         }
         keep = None if lease.job_fd is None or cfg.close else os.dup(lease.job_fd)
         limit = None
         if cfg.max_runtime is not None:
             limit = supervise.Limit(cfg.max_runtime, cfg.signal, cfg.kill_after)
         try:
-            ended = supervise.run(cfg.command, env, keep_fd=keep, on_started=started, limit=limit)
+            ended = supervise.run(
+                cfg.command, env, keep_fd=keep, on_started=started, limit=limit, ticker=ticker
+            )
         except SpawnError as exc:
             code, outcome = exc.exit_code, "failed"
             raise
-        outcome = _outcome(ended, store.stop_reason(lease))
+        if ticker is not None:
+            ticker.disarm()
+            if ticker.expired() and not cfg.keep_running_without_lease:
+                ended = replace(ended, stopped=LOST)
+        outcome = _outcome(ended, _stop_reason(store, lease, books))
         code = ExitCode.TIMEOUT if ended.timed_out else ended.code
         if cfg.verbose:
             say(f"{cfg.key}: job {me.job_id} ended: {outcome}, status {ended.code}")
-        if ended.timed_out:  # even with -q (SPEC §8): a stopped job is never silent
+        if ended.stopped == LOST:  # always said (SPEC §8), and singlerun's failure: 125
+            say(f"{cfg.key}: the lease on {store.location} was lost; job {me.job_id} was stopped")
+            code = ExitCode.INTERNAL
+        elif ended.timed_out:  # even with -q (SPEC §8): a stopped job is never silent
             say(f"{cfg.key}: job {me.job_id} exceeded --max-runtime and was stopped")
         return code
     finally:
+        if ticker is not None:
+            ticker.disarm()
         try:
             store.release(lease)
         except (OSError, StoreError) as exc:
-            books.warn(f"releasing {cfg.key}: {exc}")
+            books.warn(f"releasing {cfg.key}: {getattr(exc, 'message', exc)}")
         if outcome is not None:
             _write_history(store, me, lease, code, outcome, books)
+        store.close()
+
+
+def _stop_reason(store: Store, lease: Lease, books: _Bookkeeping) -> str | None:
+    """Why a stopper ended the run, if one did; trouble reading it never costs the status."""
+    try:
+        return store.stop_reason(lease)
+    except (OSError, StoreError) as exc:
+        books.warn(getattr(exc, "message", str(exc)))
+        return None

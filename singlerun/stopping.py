@@ -15,6 +15,8 @@ import time
 import psutil
 
 from singlerun.errors import NotPermitted
+from singlerun.identity import host
+from singlerun.keys import MAX_SLOTS, JobKey
 from singlerun.liveness import alive
 from singlerun.record import Record
 from singlerun.store import Store
@@ -81,12 +83,31 @@ def _wait_gone(procs: list[psutil.Process], timeout: float) -> list[psutil.Proce
     return left
 
 
+def _stop_remote(
+    store: Store, record: Record, *, sig: int, kill_after: float, timeout: float, reason: str
+) -> bool:
+    """A run on another host: its own singlerun stops it when it sees the request (within a
+    second); True once it has let go of its slot."""
+    key = JobKey(record.group, record.name)
+    store.mark_stop(record, reason, sig, kill_after)
+    deadline = time.monotonic() + timeout
+    while any(h.job_id == record.job_id for h in store.holders(key, MAX_SLOTS)):
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.1)  # the stopper polls; holders and waiters never do
+    return True
+
+
 def stop_run(
     store: Store, record: Record, *, sig: int, kill_after: float, timeout: float, reason: str
 ) -> bool:
     """Stop the run `record` names; True once none of its processes is left.
 
     Raises NotPermitted if its processes may not be signalled by us."""
+    if record.host != host():
+        return _stop_remote(
+            store, record, sig=sig, kill_after=kill_after, timeout=timeout, reason=reason
+        )
     procs = _processes(record)
     if not procs:
         return True

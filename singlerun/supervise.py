@@ -17,6 +17,7 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 from singlerun.errors import SpawnError
 from singlerun.exitcodes import ExitCode
@@ -105,10 +106,28 @@ class Limit:
 
 
 @dataclass(frozen=True)
+class Stop:
+    """A ticker's verdict: stop the job (`signal`, SIGKILL `kill_after` later), and why."""
+
+    reason: str
+    signal: int = signal.SIGTERM
+    kill_after: float = 10.0
+
+
+class Ticker(Protocol):
+    """Called every `interval` seconds while the job runs (a network lease's renewal)."""
+
+    interval: float
+
+    def tick(self) -> Stop | None: ...
+
+
+@dataclass(frozen=True)
 class Ended:
     code: int  # the job's exit status, or 128+N if signal N killed it
     signal: int | None  # the signal that killed it, if one did
     timed_out: bool  # it outlived its Limit
+    stopped: str | None = None  # why a ticker stopped it, if one did
 
 
 def signal_number(text: str) -> int:
@@ -143,22 +162,52 @@ def _reaped(pid: int, tty: int | None) -> int | None:
     return None
 
 
-def _wait(pid: int, tty: int | None, limit: Limit | None) -> Ended:
-    # --max-runtime escalates at `due`: first its signal, then SIGKILL, then nothing more.
-    due = None if limit is None else time.monotonic() + limit.seconds
-    timed_out = False
+class _Escalation:
+    """A signal to the job's group now, SIGKILL `kill_after` later (once, whoever asks)."""
+
+    def __init__(self, pgid: int) -> None:
+        self.pgid = pgid
+        self.kill_due: float | None = None
+
+    def start(self, sig: int, kill_after: float) -> None:
+        _signal_group(self.pgid, sig)
+        if sig != signal.SIGKILL:
+            _signal_group(self.pgid, signal.SIGCONT)  # a stopped job can act on it
+        due = time.monotonic() + kill_after
+        self.kill_due = due if self.kill_due is None else min(self.kill_due, due)
+
+    def due(self, now: float) -> None:
+        if self.kill_due is not None and now >= self.kill_due:
+            _signal_group(self.pgid, signal.SIGKILL)
+            self.kill_due = None
+
+
+def _next_signal(due: float | None) -> signal.struct_siginfo | None:
+    if due is None:
+        return signal.sigwaitinfo(_BLOCKED)
+    return signal.sigtimedwait(_BLOCKED, max(0.0, due - time.monotonic()))
+
+
+def _wait(pid: int, tty: int | None, limit: Limit | None, ticker: Ticker | None) -> Ended:
+    now = time.monotonic()
+    runtime_due = None if limit is None else now + limit.seconds
+    tick_due = None if ticker is None else now + ticker.interval
+    escalation = _Escalation(pid)
+    timed_out, stopped = False, None
     while True:
-        if due is not None and time.monotonic() >= due:
-            assert limit is not None
-            _signal_group(pid, signal.SIGKILL if timed_out else limit.signal)
-            due = None if timed_out else time.monotonic() + limit.kill_after
-            timed_out = True
-            continue
-        info: signal.struct_siginfo | None
-        if due is None:
-            info = signal.sigwaitinfo(_BLOCKED)
-        else:
-            info = signal.sigtimedwait(_BLOCKED, max(0.0, due - time.monotonic()))
+        now = time.monotonic()
+        if runtime_due is not None and limit is not None and now >= runtime_due:
+            runtime_due, timed_out = None, True
+            escalation.start(limit.signal, limit.kill_after)
+        if tick_due is not None and ticker is not None and now >= tick_due:
+            verdict = ticker.tick()
+            tick_due = time.monotonic() + ticker.interval
+            if verdict is not None and stopped is None:
+                stopped = verdict.reason
+                escalation.start(verdict.signal, verdict.kill_after)
+        escalation.due(now)
+        dues = [d for d in (runtime_due, tick_due, escalation.kill_due) if d is not None]
+        info = _next_signal(min(dues, default=None))
         if info is None:
             continue
         if info.si_signo == signal.SIGCHLD:
@@ -167,8 +216,8 @@ def _wait(pid: int, tty: int | None, limit: Limit | None) -> Ended:
                 continue
             code = os.waitstatus_to_exitcode(status)
             if code >= 0:
-                return Ended(code, None, timed_out)
-            return Ended(ExitCode.SIGNAL_BASE - code, -code, timed_out)
+                return Ended(code, None, timed_out, stopped)
+            return Ended(ExitCode.SIGNAL_BASE - code, -code, timed_out, stopped)
         if info.si_signo in FORWARDED:
             # To the job's whole process group, as the terminal would (and as timeout(1) does).
             _signal_group(pid, info.si_signo)
@@ -181,6 +230,7 @@ def run(
     keep_fd: int | None,
     on_started: Callable[[int], None],
     limit: Limit | None = None,
+    ticker: Ticker | None = None,
 ) -> Ended:
     """Run argv to completion and say how it ended.
 
@@ -197,7 +247,7 @@ def run(
             with contextlib.suppress(OSError):
                 os.tcsetpgrp(tty, pid)
         on_started(pid)
-        return _wait(pid, tty, limit)
+        return _wait(pid, tty, limit, ticker)
     finally:
         if tty is not None:
             with contextlib.suppress(OSError):

@@ -115,11 +115,11 @@ class Singlerun:
         )
 
     def start_holder(
-        self, *args: str, exit_on: str | None = "TERM"
+        self, *args: str, exit_on: str | None = "TERM", env: dict[str, str] | None = None
     ) -> tuple[subprocess.Popen, int]:
         """Start a singlerun whose job prints signals; return it once the job is ready."""
         job = [*PRINT_SIGNALS, *([exit_on] if exit_on else [])]
-        proc = self.start(*args, "--", *job)
+        proc = self.start(*args, "--", *job, env=env)
         line = read_line(proc)
         assert line.startswith("ready"), line
         return proc, int(line.split()[1])

@@ -31,6 +31,38 @@ class Lease:
     job_fd: int | None  # a descriptor the job may inherit to share the lock, if the store has one
     reclaimed: Reclaimed | None
     handle: Any  # store-private state
+    granted: float = 0.0  # monotonic time just before the grant was asked for (leases)
+
+
+@dataclass(frozen=True)
+class StopRequest:
+    """Left for a holder by `stop`/`--replace`: why, whom, and (for a holder on another host,
+    whose own singlerun acts on it) which signal, SIGKILL `kill_after` later; 0: none."""
+
+    reason: str
+    job_id: str
+    signal: int = 0
+    kill_after: float = 10.0
+
+    def encode(self) -> str:
+        return f"{self.reason} {self.job_id} {self.signal} {self.kill_after!r}"
+
+    @classmethod
+    def parse(cls, data: bytes | str) -> StopRequest | None:
+        text = data.decode(errors="replace") if isinstance(data, bytes) else data
+        parts = text.split()
+        try:
+            if len(parts) == 2:  # written by the file store
+                return cls(parts[0], parts[1])
+            return cls(parts[0], parts[1], int(parts[2]), float(parts[3]))
+        except (IndexError, ValueError):
+            return None
+
+
+@dataclass(frozen=True)
+class Renewal:
+    held: bool | None  # still ours; False: lost; None: the store could not be asked
+    stop: StopRequest | None = None
 
 
 @dataclass
@@ -49,7 +81,6 @@ class Store(Protocol):
     """What the runner and the subcommands need of a store; they never name a store class."""
 
     location: str  # where the locks live, for messages (never with a password)
-    job_env: dict[str, str]  # variables a job gets from its grant (e.g. a fencing token)
 
     def acquire(
         self, key: JobKey, me: Record, *, slots: int, wait: bool, deadline: float | None
@@ -64,8 +95,13 @@ class Store(Protocol):
         """Write (or rewrite) the holder record of the lease's slot."""
         ...
 
-    def renew(self, lease: Lease) -> bool:
-        """Extend the lease by its TTL; False if it is no longer ours (lost)."""
+    def job_env(self, lease: Lease) -> dict[str, str]:
+        """Variables the job gets from its grant (SINGLERUN_FENCING_TOKEN on a network store)."""
+        ...
+
+    def renew(self, lease: Lease) -> Renewal:
+        """Set the lease's TTL again (from now); say whether it is still ours, and whether a
+        stop was requested for its run. Never raises: an unreachable store is `held=None`."""
         ...
 
     def release(self, lease: Lease) -> None:
@@ -80,8 +116,11 @@ class Store(Protocol):
         """Every key the store knows, with its holders, stale records and waiters."""
         ...
 
-    def mark_stop(self, record: Record, reason: str) -> None:
-        """Tell the holder named by `record` why it is being stopped (e.g. `replaced`)."""
+    def mark_stop(
+        self, record: Record, reason: str, sig: int | None = None, kill_after: float = 10.0
+    ) -> None:
+        """Tell the holder named by `record` why it is being stopped (e.g. `replaced`); with
+        `sig`, ask its own singlerun to stop it (a holder on another host)."""
         ...
 
     def stop_reason(self, lease: Lease) -> str | None:
@@ -109,8 +148,16 @@ class Store(Protocol):
         ...
 
 
-def open_store(lock_dir: str | None) -> Store:
-    """The store the options name: the lock directory (checked, created if missing)."""
+def open_store(lock_dir: str | None, backend: str | None = None, lease_ttl: float = 30.0) -> Store:
+    """The store the options name: a --backend URL, else the lock directory (checked,
+    created if missing). A bad URL is a UsageError; an unreachable server a StoreError."""
+    if backend:
+        from singlerun.store.redis.url import parse
+
+        url = parse(backend)
+        from singlerun.store.redis import RedisStore
+
+        return RedisStore(url, lease_ttl)
     from singlerun import lockdir
     from singlerun.store.files import FileStore
 

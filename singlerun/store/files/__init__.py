@@ -23,7 +23,7 @@ import filelock
 from singlerun.errors import LockBusy, StoreError, WaitTimeout
 from singlerun.keys import MAX_SLOTS, JobKey, KeyFilter
 from singlerun.record import MAX_SIZE, Record, encode, parse
-from singlerun.store import KeyState, Lease, Reclaimed
+from singlerun.store import KeyState, Lease, Reclaimed, Renewal
 
 if TYPE_CHECKING:
     from singlerun.history import Run
@@ -75,7 +75,6 @@ class FileStore:
     def __init__(self, lock_dir: str) -> None:
         self.lock_dir = lock_dir
         self.location = lock_dir  # for messages
-        self.job_env: dict[str, str] = {}  # nothing to add to the job's environment
         self._locks: dict[str, tuple[filelock.FileLock, list[int]]] = {}
         self._ledger: Ledger | None = None
 
@@ -289,7 +288,10 @@ class FileStore:
                 return slot
         return None
 
-    def mark_stop(self, record: Record, reason: str) -> None:
+    def mark_stop(
+        self, record: Record, reason: str, sig: int | None = None, kill_after: float = 10.0
+    ) -> None:
+        """A note for the holder's ledger row; the stopper signals it itself (same host)."""
         slot = self._slot_of(record)
         if slot is None:
             return
@@ -352,8 +354,11 @@ class FileStore:
 
     # -- leases: a kernel lock needs no renewal ----------------------------------------------
 
-    def renew(self, lease: Lease) -> bool:
-        return True
+    def renew(self, lease: Lease) -> Renewal:
+        return Renewal(True)
+
+    def job_env(self, lease: Lease) -> dict[str, str]:
+        return {}
 
     def close(self) -> None:
         pass

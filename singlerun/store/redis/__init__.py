@@ -1,0 +1,278 @@
+"""The Redis store: one instance of a job across many machines (SPEC §6).
+
+A held slot is a lease with a TTL that the holder's singlerun renews (runner.py's ticker);
+each grant carries a fencing token; release is compare-and-delete. Waiters queue FIFO
+across hosts, each with a ticket lease of its own, and sleep on a pub/sub notification
+(subscribed before they look, and never longer than a third of the TTL, so a lost
+notification costs at most that). History is a capped stream. Every multi-step change is
+one Lua script (scripts.py). redis-py is imported here only, so the file store never pays
+for it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from singlerun.errors import LockBusy, StoreError, WaitTimeout
+from singlerun.keys import JobKey, KeyFilter
+from singlerun.record import Record, encode, parse
+from singlerun.store import KeyState, Lease, Reclaimed, Renewal, StopRequest
+from singlerun.store.redis import scripts
+from singlerun.store.redis.url import RedisURL
+
+if TYPE_CHECKING:
+    from singlerun.history import Run
+
+HISTORY_LENGTH = 10_000  # the stream keeps about this many finished runs
+
+
+@dataclass
+class _Held:
+    value: str  # "JOB_ID FENCE": what the lease key holds while it is ours
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+class RedisStore:
+    def __init__(self, url: RedisURL, ttl: float) -> None:
+        try:
+            import redis
+            from redis.backoff import NoBackoff
+            from redis.retry import Retry
+        except ImportError:
+            raise StoreError(
+                "the Redis backend needs redis-py: pip install 'singlerun[redis]'"
+            ) from None
+        self._redis_error = redis.RedisError
+        self.location = url.location
+        self.ttl = ttl
+        self.prefix = url.prefix
+        # Far below the TTL: a stuck call must not outlast the lease (redis-py's own default
+        # retries would); retrying is the ticker's business, bounded by the lease.
+        # Typed as Any: redis-py's stubs disagree with its own documented call forms.
+        self.client: Any = redis.Redis(
+            host=url.host or "localhost",
+            port=url.port,
+            unix_socket_path=url.path or None,
+            db=url.db,
+            username=url.username,
+            password=url.password,
+            ssl=url.scheme == "rediss",
+            socket_connect_timeout=url.connect_timeout,
+            socket_timeout=max(0.2, min(ttl / 3, url.connect_timeout)),
+            socket_keepalive=True,
+            retry=Retry(NoBackoff(), 0),
+            client_name="singlerun",
+        )
+        with self._errors("reach"):
+            self.client.ping()
+        self._scripts = {
+            name: self.client.register_script(getattr(scripts, name)) for name in scripts.NAMES
+        }
+
+    @contextlib.contextmanager
+    def _errors(self, action: str) -> Iterator[None]:
+        try:
+            yield
+        except self._redis_error as exc:
+            raise StoreError(f"cannot {action} {self.location}: {exc}") from None
+
+    def _run(self, name: str, *args: str | int | bytes) -> Any:
+        with self._errors("use"):
+            return self._scripts[name](keys=[], args=list(args))
+
+    def _base(self, key: JobKey) -> str:
+        return f"{self.prefix}{{{key.stem}}}"
+
+    @property
+    def _ttl_ms(self) -> int:
+        return max(1, int(self.ttl * 1000))
+
+    def job_env(self, lease: Lease) -> dict[str, str]:
+        return {"SINGLERUN_FENCING_TOKEN": lease.token}
+
+    # -- acquiring ---------------------------------------------------------------------------
+
+    def _grant(self, key: JobKey, me: Record, slots: int, waiting: bool) -> Lease | None:
+        base = self._base(key)
+        asked = time.monotonic()  # the lease's clock starts no later than the server's
+        args = (base, slots, me.job_id, self._ttl_ms, int(waiting), encode(me))
+        reply = self._run("ACQUIRE", *args, key.stem, f"{self.prefix}keys")
+        if int(reply[0]) < 0:
+            return None
+        slot, fence = int(reply[0]), str(int(reply[1]))
+        left = reply[2]
+        reclaimed = None if not left else Reclaimed(parse(left))
+        held = _Held(f"{me.job_id} {fence}")
+        return Lease(key, slot, fence, self.ttl, None, reclaimed, held, asked)
+
+    def acquire(
+        self, key: JobKey, me: Record, *, slots: int, wait: bool, deadline: float | None
+    ) -> Lease:
+        lease = self._grant(key, me, slots, waiting=False)
+        if lease is not None:
+            return lease
+        if not wait:
+            raise LockBusy(key, self.holders(key, slots))
+        base = self._base(key)
+        with self._errors("wait on"):
+            pubsub = self.client.pubsub(ignore_subscribe_messages=True)
+        try:
+            with self._errors("wait on"):
+                pubsub.subscribe(f"{base}:free")  # before looking: no wake-up is lost
+            enqueue = (base, me.job_id, self._ttl_ms, encode(me), key.stem, f"{self.prefix}keys")
+            self._run("ENQUEUE", *enqueue)
+            while (lease := self._grant(key, me, slots, waiting=True)) is None:
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    raise WaitTimeout(key, self.holders(key, slots))
+                # A third of the TTL at most: our ticket is renewed, and a missed message
+                # (or a waiter ahead that died silently) costs no more than that.
+                timeout = self.ttl / 3 if remaining is None else min(self.ttl / 3, remaining)
+                with self._errors("wait on"):
+                    pubsub.get_message(timeout=timeout)
+                self._run("ENQUEUE", *enqueue)  # renews the ticket; keeps our place
+            return lease
+        finally:
+            if lease is None:
+                with contextlib.suppress(StoreError):
+                    self._run("LEAVE", base, me.job_id)
+            with contextlib.suppress(Exception):
+                pubsub.close()
+
+    def publish(self, lease: Lease, record: Record) -> None:
+        held: _Held = lease.handle
+        self._run("PUBLISH", self._base(lease.key), lease.slot, held.value, encode(record))
+
+    def renew(self, lease: Lease) -> Renewal:
+        held: _Held = lease.handle
+        try:
+            reply = self._scripts["RENEW"](
+                keys=[], args=[self._base(lease.key), lease.slot, held.value, self._ttl_ms]
+            )
+        except self._redis_error:
+            return Renewal(None, None)
+        return Renewal(bool(int(reply[0])), StopRequest.parse(reply[1]) if reply[1] else None)
+
+    def release(self, lease: Lease) -> None:
+        held: _Held = lease.handle
+        job_id = held.value.split(" ")[0]
+        if not self._run("RELEASE", self._base(lease.key), lease.slot, held.value, job_id):
+            raise StoreError("the lease was lost during the run (it expired or was taken)")
+
+    # -- inspection and control ----------------------------------------------------------------
+
+    def _inspect(self, key: JobKey | None, stem: str) -> tuple[list[Any], ...]:
+        base = f"{self.prefix}{{{stem}}}"
+        return tuple(self._run("INSPECT", base))
+
+    def holders(self, key: JobKey, slots: int) -> list[Record]:
+        held, held_recs, *_ = self._inspect(key, key.stem)
+        return [
+            r for s, d in zip(held, held_recs, strict=True) if int(s) < slots and (r := parse(d))
+        ]
+
+    def inspect(self) -> list[KeyState]:
+        with self._errors("read"):
+            stems = sorted(_text(s) for s in self.client.smembers(f"{self.prefix}keys"))
+        states = []
+        for stem in stems:
+            _, held_recs, _, stale_recs, waiters = self._inspect(None, stem)
+            holders = [r for d in held_recs if (r := parse(d))]
+            state = KeyState(
+                stem,
+                JobKey.from_stem(stem),
+                holders=holders,
+                unrecorded=len(held_recs) - len(holders),
+                stale=[parse(d) for d in stale_recs],
+                waiters=[r for d in waiters if (r := parse(d))],
+            )
+            if state.key is None:
+                known = next((r for r in (*holders, *state.waiters) if r), None)
+                state.key = None if known is None else JobKey(known.group, known.name)
+            states.append(state)
+        return states
+
+    def _slot_of(self, record: Record) -> int | None:
+        key = JobKey(record.group, record.name)
+        held, held_recs, *_ = self._inspect(key, key.stem)
+        for slot, data in zip(held, held_recs, strict=True):
+            found = parse(data)
+            if found is not None and found.job_id == record.job_id:
+                return int(slot)
+        return None
+
+    def mark_stop(
+        self, record: Record, reason: str, sig: int | None = None, kill_after: float = 10.0
+    ) -> None:
+        slot = self._slot_of(record)
+        if slot is not None:
+            request = StopRequest(reason, record.job_id, sig or 0, kill_after).encode()
+            base = self._base(JobKey(record.group, record.name))
+            self._run("STOP", base, slot, record.job_id, request)
+
+    def stop_reason(self, lease: Lease) -> str | None:
+        with self._errors("read"):
+            data = self.client.get(f"{self._base(lease.key)}:stop:{lease.slot}")
+        request = StopRequest.parse(data) if data else None
+        held: _Held = lease.handle
+        if request is None or request.job_id != held.value.split(" ")[0]:
+            return None
+        return request.reason
+
+    def clean(self, state: KeyState, *, dry_run: bool) -> list[Record | None]:
+        base = f"{self.prefix}{{{state.stem}}}"
+        _, _, stale, _, _ = tuple(self._run("INSPECT", base))
+        removed: list[Record | None] = []
+        for slot in stale:
+            data = self._run("CLEAN", base, int(slot), int(dry_run))
+            if data:
+                removed.append(parse(data))
+        return removed
+
+    # -- history: a capped stream ------------------------------------------------------------
+
+    def add_runs(self, *runs: Run) -> None:
+        from singlerun.history import journal_line
+
+        with self._errors("write the run history to"):
+            pipe = self.client.pipeline(transaction=False)
+            for run in runs:
+                pipe.xadd(
+                    f"{self.prefix}history", {"run": journal_line(run)}, maxlen=HISTORY_LENGTH
+                )
+            pipe.execute()
+
+    def _history(self, batch: int = 500) -> Iterator[Run]:
+        from singlerun.history import parse_journal
+
+        stream, top = f"{self.prefix}history", "+"
+        while True:
+            with self._errors("read the run history from"):
+                entries = self.client.xrevrange(stream, max=top, min="-", count=batch)
+            for entry_id, fields in entries:
+                yield from parse_journal(fields.get(b"run", b""))
+                top = f"({_text(entry_id)}"
+            if len(entries) < batch:
+                return
+
+    def runs(self, only: KeyFilter, limit: int | None) -> list[Run]:
+        found = [r for r in self._history() if only.matches(JobKey(r.group, r.name))]
+        found.sort(key=lambda r: (r.started_at, r.job_id), reverse=True)  # as the file store
+        return found if limit is None else found[:limit]
+
+    def last_runs(self) -> dict[tuple[str, str], Run]:
+        last: dict[tuple[str, str], Run] = {}
+        for run in self._history():
+            last.setdefault((run.group, run.name), run)
+        return last
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self.client.close()

@@ -1,0 +1,159 @@
+"""The Lua scripts of the Redis store: each step that must be atomic on the server.
+
+A key's data lives under BASE = PREFIX + "{" + STEM + "}" (one hash slot per key):
+  BASE:lease:N    "JOB_ID FENCE", with the lease's TTL: slot N is held
+  BASE:recs       hash N -> the holder's record; a record without its lease is stale
+  BASE:fence      the fencing counter (see ACQUIRE)
+  BASE:stop:N     a stop request for slot N's holder: "REASON JOB_ID SIGNAL KILL_AFTER"
+  BASE:queue      sorted set of waiting job IDs, scored by arrival (BASE:qseq)
+  BASE:waiters    hash job ID -> the waiter's record
+  BASE:ticket:ID  a waiter's own lease, renewed while it waits
+  BASE:free       pub/sub channel: a slot may have freed, or the queue moved
+PREFIX + "keys" is the set of stems, for `status`.
+"""
+
+from __future__ import annotations
+
+NAMES = ("ACQUIRE", "PUBLISH", "RENEW", "RELEASE", "ENQUEUE", "LEAVE", "INSPECT", "STOP", "CLEAN")
+
+# ARGV: base, slots, job_id, ttl_ms, waiting (0/1), record, stem, keys-set
+# Returns {slot, fence, leftover record or false}, {-1} someone is ahead in the queue,
+# {-2} every slot is held.
+# The fence is max(counter + 1, server time in microseconds): strictly increasing per key,
+# and still above every earlier token after the server lost its data (unless its clock
+# went back, or more than a million grants a second were made).
+ACQUIRE = """
+local base, slots, me, ttl = ARGV[1], tonumber(ARGV[2]), ARGV[3], tonumber(ARGV[4])
+local waiting = ARGV[5] == '1'
+redis.call('SADD', ARGV[8], ARGV[7])
+if waiting then
+  while true do
+    local head = redis.call('ZRANGE', base .. ':queue', 0, 0)[1]
+    if not head or head == me then break end
+    if redis.call('EXISTS', base .. ':ticket:' .. head) == 1 then return {-1} end
+    redis.call('ZREM', base .. ':queue', head)
+    redis.call('HDEL', base .. ':waiters', head)
+  end
+end
+for slot = 0, slots - 1 do
+  local lease = base .. ':lease:' .. slot
+  if redis.call('EXISTS', lease) == 0 then
+    local t = redis.call('TIME')
+    local now = t[1] .. string.format('%06d', tonumber(t[2]))
+    local fence_key = base .. ':fence'
+    local current = redis.call('GET', fence_key)
+    if not current or tonumber(current) < tonumber(now) then
+      redis.call('SET', fence_key, now)
+    end
+    redis.call('INCR', fence_key)
+    local fence = redis.call('GET', fence_key)  -- as text: Lua's numbers print as 1.7e+15
+    redis.call('SET', lease, me .. ' ' .. fence, 'PX', ttl)
+    local left = redis.call('HGET', base .. ':recs', slot)
+    redis.call('HSET', base .. ':recs', slot, ARGV[6])
+    redis.call('DEL', base .. ':stop:' .. slot)
+    if waiting then
+      redis.call('ZREM', base .. ':queue', me)
+      redis.call('HDEL', base .. ':waiters', me)
+      redis.call('DEL', base .. ':ticket:' .. me)
+      redis.call('PUBLISH', base .. ':free', 'moved')
+    end
+    return {slot, fence, left or false}
+  end
+end
+return {-2}
+"""
+
+# ARGV: base, slot, lease value, record. Rewrites the record if the lease is still ours.
+PUBLISH = """
+if redis.call('GET', ARGV[1] .. ':lease:' .. ARGV[2]) ~= ARGV[3] then return 0 end
+redis.call('HSET', ARGV[1] .. ':recs', ARGV[2], ARGV[4])
+return 1
+"""
+
+# ARGV: base, slot, lease value, ttl_ms. Returns {1 renewed | 0 not ours, stop request}.
+# PEXPIRE to the fixed TTL (never adding to it), only if the lease is still ours.
+RENEW = """
+local lease = ARGV[1] .. ':lease:' .. ARGV[2]
+local stop = redis.call('GET', ARGV[1] .. ':stop:' .. ARGV[2]) or false
+if redis.call('GET', lease) ~= ARGV[3] then return {0, stop} end
+redis.call('PEXPIRE', lease, ARGV[4])
+return {1, stop}
+"""
+
+# ARGV: base, slot, lease value, job_id. Compare-and-delete; the record goes if it is ours.
+# Returns 1 released, 0 the lease was no longer ours (lost during the run).
+RELEASE = """
+local base, slot = ARGV[1], ARGV[2]
+local ours = redis.call('GET', base .. ':lease:' .. slot) == ARGV[3]
+if ours then redis.call('DEL', base .. ':lease:' .. slot) end
+local rec = redis.call('HGET', base .. ':recs', slot)
+if rec and string.find(rec, '"job_id":"' .. ARGV[4] .. '"', 1, true) then
+  redis.call('HDEL', base .. ':recs', slot)
+end
+redis.call('DEL', base .. ':stop:' .. slot)
+redis.call('PUBLISH', base .. ':free', 'released')
+if ours then return 1 end
+return 0
+"""
+
+# ARGV: base, job_id, ttl_ms, record, stem, keys-set. Joins the queue (or keeps our place:
+# a waiter whose ticket expired while it was paused re-enqueues with its old score).
+ENQUEUE = """
+local base, me = ARGV[1], ARGV[2]
+redis.call('SADD', ARGV[6], ARGV[5])
+if not redis.call('ZSCORE', base .. ':queue', me) then
+  redis.call('ZADD', base .. ':queue', redis.call('INCR', base .. ':qseq'), me)
+end
+redis.call('HSET', base .. ':waiters', me, ARGV[4])
+redis.call('SET', base .. ':ticket:' .. me, '1', 'PX', ARGV[3])
+return 1
+"""
+
+# ARGV: base, job_id. Leaves the queue and wakes the others.
+LEAVE = """
+redis.call('ZREM', ARGV[1] .. ':queue', ARGV[2])
+redis.call('HDEL', ARGV[1] .. ':waiters', ARGV[2])
+redis.call('DEL', ARGV[1] .. ':ticket:' .. ARGV[2])
+redis.call('PUBLISH', ARGV[1] .. ':free', 'left')
+return 1
+"""
+
+# ARGV: base. Returns {held slots, their records, stale slots, their records, live waiters'
+# records in queue order}.
+INSPECT = """
+local base = ARGV[1]
+local recs = redis.call('HGETALL', base .. ':recs')
+local held, held_recs, stale, stale_recs = {}, {}, {}, {}
+for i = 1, #recs, 2 do
+  if redis.call('EXISTS', base .. ':lease:' .. recs[i]) == 1 then
+    table.insert(held, recs[i]); table.insert(held_recs, recs[i + 1])
+  else
+    table.insert(stale, recs[i]); table.insert(stale_recs, recs[i + 1])
+  end
+end
+local unrecorded = 0
+local waiters = {}
+for _, id in ipairs(redis.call('ZRANGE', base .. ':queue', 0, -1)) do
+  if redis.call('EXISTS', base .. ':ticket:' .. id) == 1 then
+    table.insert(waiters, redis.call('HGET', base .. ':waiters', id) or '')
+  end
+end
+return {held, held_recs, stale, stale_recs, waiters}
+"""
+
+# ARGV: base, slot, job_id, request. A stop request for the holder named, if it holds.
+STOP = """
+local lease = redis.call('GET', ARGV[1] .. ':lease:' .. ARGV[2])
+if not lease or string.sub(lease, 1, #ARGV[3] + 1) ~= ARGV[3] .. ' ' then return 0 end
+redis.call('SET', ARGV[1] .. ':stop:' .. ARGV[2], ARGV[4], 'PX', 600000)
+return 1
+"""
+
+# ARGV: base, slot, dry_run (0/1). Removes slot's record if its lease is gone; returns it.
+CLEAN = """
+local base, slot = ARGV[1], ARGV[2]
+if redis.call('EXISTS', base .. ':lease:' .. slot) == 1 then return false end
+local rec = redis.call('HGET', base .. ':recs', slot)
+if rec and ARGV[3] == '0' then redis.call('HDEL', base .. ':recs', slot) end
+return rec or false
+"""

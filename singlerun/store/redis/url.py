@@ -1,0 +1,94 @@
+"""`--backend` URLs for Redis: parsed and checked without importing redis-py.
+
+    redis://[[user]:password@]host[:port][/db][?prefix=P&connect_timeout=D]
+    rediss://…                                (TLS)
+    unix://[[user]:password@]/path/to.sock[?db=N&prefix=P&connect_timeout=D]
+
+The password may also come from REDISCLI_AUTH (as redis-cli reads it). It is never part of
+`location`, the form every message and record shows.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from urllib.parse import parse_qs, unquote, urlsplit
+
+from singlerun.durations import parse_duration
+from singlerun.errors import UsageError
+
+DEFAULT_PREFIX = "singlerun:"
+DEFAULT_CONNECT_TIMEOUT = 5.0
+SCHEMES = ("redis", "rediss", "unix")
+
+
+@dataclass(frozen=True)
+class RedisURL:
+    scheme: str
+    host: str
+    port: int
+    path: str  # the socket, for unix://
+    db: int
+    username: str | None
+    password: str | None
+    prefix: str
+    connect_timeout: float
+
+    @property
+    def location(self) -> str:
+        """The URL as messages show it: no password, ever."""
+        user = f"{self.username}@" if self.username else ""
+        if self.scheme == "unix":
+            return f"unix://{user}{self.path}?db={self.db}"
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{self.scheme}://{user}{host}:{self.port}/{self.db}"
+
+
+def _bad(url: str, why: str) -> UsageError:
+    return UsageError(f"invalid --backend URL: {why}")
+
+
+def parse(url: str) -> RedisURL:
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as exc:
+        raise _bad(url, str(exc)) from None
+    if parts.scheme not in SCHEMES:
+        raise _bad(url, f"unknown scheme {parts.scheme!r} (use {', '.join(SCHEMES)}://)")
+    query = parse_qs(parts.query, keep_blank_values=True)
+    unknown = set(query) - {"prefix", "connect_timeout", "db"}
+    if unknown:
+        raise _bad(url, f"unknown parameter {sorted(unknown)[0]!r}")
+    one = {k: v[-1] for k, v in query.items()}
+    db_text = one.get("db", "") if parts.scheme == "unix" else parts.path.lstrip("/")
+    if parts.scheme != "unix" and "db" in one:
+        raise _bad(url, "give the database number as the path (/N)")
+    if not (db_text or "0").isdigit():
+        raise _bad(url, f"the database must be a number, not {db_text!r}")
+    if parts.scheme == "unix":
+        if not parts.path:
+            raise _bad(url, "unix:// needs the socket's path")
+    elif not parts.hostname:
+        raise _bad(url, "no host")
+    try:
+        timeout = parse_duration(one.get("connect_timeout", "5s"))
+    except ValueError as exc:
+        raise _bad(url, str(exc)) from None
+    if not 0 < timeout <= 600:
+        raise _bad(url, "connect_timeout must be more than 0 and at most 10m")
+    prefix = one.get("prefix", DEFAULT_PREFIX)
+    if not prefix or any(ord(c) < 0x20 for c in prefix):
+        raise _bad(url, "the prefix must be non-empty printable text")
+    password = unquote(parts.password) if parts.password else os.environ.get("REDISCLI_AUTH")
+    return RedisURL(
+        scheme=parts.scheme,
+        host=parts.hostname or "",
+        port=port or 6379,
+        path=unquote(parts.path) if parts.scheme == "unix" else "",
+        db=int(db_text or 0),
+        username=unquote(parts.username) if parts.username else None,
+        password=password or None,
+        prefix=prefix,
+        connect_timeout=timeout,
+    )

@@ -1,0 +1,112 @@
+"""A job never outlives its lease: singlerun killed or frozen, the server paused, restarted
+empty. Real processes, a real server, real signals."""
+
+import json
+import re
+import signal
+import time
+
+import psutil
+
+from tests.conftest import records, stop, wait_for
+
+# A job with grandchildren: the whole group must go.
+FAMILY = ["sh", "-c", "sleep 300 & sleep 300 & echo ready; wait"]
+
+
+def _start_family(rr, *args):
+    proc = rr.start(*args, "--", *FAMILY)
+    assert proc.stdout.readline().strip() == "ready"
+    job = psutil.Process(proc.pid).children()[0]
+    return proc, [job, *job.children(recursive=True)]
+
+
+def _gone(procs):
+    def dead(p):
+        try:
+            return p.status() == psutil.STATUS_ZOMBIE
+        except psutil.NoSuchProcess:
+            return True
+
+    return all(dead(p) for p in procs)
+
+
+def _lease_key(redis_server, prefix, name):
+    keys = redis_server.client().keys(f"{prefix}{{default.{name}}}:lease:*")
+    return keys[0] if keys else None
+
+
+def test_sigkill_of_singlerun_kills_the_job_group_at_once(rr):
+    proc, family = _start_family(rr, "-n", "k", "--lease-ttl", "30s")
+    assert len(family) == 3
+    proc.kill()
+    proc.wait()
+    wait_for(lambda: _gone(family), timeout=5, what="job group killed by the watchdog")
+    # The lease is not released (nobody could): the next run waits it out or reclaims it.
+    assert rr.run("-n", "k", "--", "true").returncode == 75
+
+
+def test_frozen_singlerun_has_its_job_killed_before_the_lease_expires(rr, redis_server, prefix):
+    proc, family = _start_family(rr, "-n", "f", "--lease-ttl", "2s")
+    proc.send_signal(signal.SIGSTOP)
+    try:
+        wait_for(lambda: _gone(family), timeout=5, what="job killed while singlerun is frozen")
+        lease = _lease_key(redis_server, prefix, "f")
+        assert lease is not None and redis_server.client().pttl(lease) > 0  # not yet expired
+        # Once it expires, another instance takes the key: the old job is long gone.
+        wait_for(lambda: rr.run("-n", "f", "-q", "--", "true").returncode == 0, what="key free")
+    finally:
+        proc.send_signal(signal.SIGCONT)
+    assert proc.wait(10) == 125  # it comes back to a lost lease
+    rows = json.loads(rr.run("history", "--json", "-n", "f").stdout)
+    assert [r["outcome"] for r in rows][-1] == "lost"
+
+
+def test_server_paused_longer_than_the_ttl_stops_the_job_125(rr, redis_server):
+    proc, family = _start_family(rr, "-n", "p", "--lease-ttl", "2s")
+    redis_server.pause()
+    try:
+        assert proc.wait(10) == 125
+        assert _gone(family)
+        err = proc.stderr.read()
+        assert "the lease on redis://" in err and "was lost" in err and "Traceback" not in err
+    finally:
+        redis_server.resume()
+
+
+def test_server_paused_briefly_is_survived(rr, redis_server):
+    proc = rr.start("-n", "b", "--lease-ttl", "3s", "--", "sh", "-c", "sleep 2; echo done")
+    time.sleep(0.3)
+    redis_server.pause()
+    time.sleep(1.0)  # under the deadline (3 s - 0.6 s margin)
+    redis_server.resume()
+    assert proc.wait(10) == 0
+    assert proc.stdout.read() == "done\n"
+
+
+def test_server_restarted_empty_mid_run_is_a_lost_lease(rr, redis_server):
+    proc, family = _start_family(rr, "-n", "r", "--lease-ttl", "3s")
+    redis_server.restart()
+    assert proc.wait(10) == 125
+    assert _gone(family)
+
+
+def test_on_lease_lost_continue_keeps_the_job_running(rr, redis_server):
+    proc = rr.start(
+        "-n", "c", "--lease-ttl", "2s", "--on-lease-lost", "continue", "--",
+        "sh", "-c", "sleep 3; echo finished",
+    )  # fmt: skip
+    time.sleep(0.3)
+    redis_server.restart()
+    assert proc.wait(15) == 0
+    assert proc.stdout.read() == "finished\n"
+    assert "keeps running (--on-lease-lost)" in proc.stderr.read()
+
+
+def test_record_names_the_lease_token(rr):
+    holder, _ = rr.start_holder("-n", "t")
+    r = rr.run("status", "--json", "-n", "t")
+    assert json.loads(r.stdout)[0]["state"] == "running"
+    assert not re.search(r"\.rec$", " ".join(p.name for p in rr.lock_dir.iterdir()))
+    assert records(rr.lock_dir) == ""  # nothing in the lock directory: it is all in Redis
+    stop(holder)
