@@ -17,7 +17,7 @@ FAMILY = ["sh", "-c", "sleep 300 & sleep 300 & echo ready; wait"]
 def _start_family(rr, *args):
     proc = rr.start(*args, "--", *FAMILY)
     assert proc.stdout.readline().strip() == "ready"
-    job = psutil.Process(proc.pid).children()[0]
+    (job,) = [p for p in psutil.Process(proc.pid).children() if p.name() == "sh"]
     return proc, [job, *job.children(recursive=True)]
 
 

@@ -1,0 +1,89 @@
+"""The rest of the contract on Redis: slots, waiting, time limits, clean, bad set-ups."""
+
+import json
+import signal
+import time
+
+from tests.conftest import stop, wait_for
+
+
+def test_max_concurrent_slots(rr):
+    holders = [rr.start_holder("-n", "m", "--max-concurrent", "2")[0] for _ in range(2)]
+    assert rr.run("-n", "m", "--max-concurrent", "2", "--", "true").returncode == 75
+    (entry,) = json.loads(rr.run("status", "--json", "-n", "m").stdout)
+    assert len(entry["holders"]) == 2
+    waiter = rr.start("-n", "m", "--max-concurrent", "2", "--wait", "--", "echo", "in")
+    wait_for(
+        lambda: json.loads(rr.run("status", "--json", "-n", "m").stdout)[0]["waiters"], what="q"
+    )
+    stop(holders[0])
+    assert waiter.wait(10) == 0 and waiter.stdout.read() == "in\n"
+    stop(holders[1])
+
+
+def test_wait_timeout_and_a_signal_while_waiting(rr):
+    holder, _ = rr.start_holder("-n", "w")
+    t0 = time.monotonic()
+    r = rr.run("-n", "w", "--wait-timeout", "1s", "--", "true")
+    assert r.returncode == 75 and r.stderr.startswith("singlerun: gave up waiting for default/w")
+    assert 0.9 < time.monotonic() - t0 < 6
+    waiter = rr.start("-n", "w", "--wait", "--", "true")
+    wait_for(
+        lambda: json.loads(rr.run("status", "--json", "-n", "w").stdout)[0]["waiters"], what="q"
+    )
+    waiter.send_signal(signal.SIGTERM)
+    assert waiter.wait(10) == 128 + signal.SIGTERM
+    assert not json.loads(rr.run("status", "--json", "-n", "w").stdout)[0]["waiters"]
+    stop(holder)
+
+
+def test_max_runtime_on_redis(rr):
+    r = rr.run("-n", "t", "--max-runtime", "1s", "--kill-after", "1s", "--", "sleep", "30")
+    assert r.returncode == 124
+    assert json.loads(rr.run("history", "--json", "-n", "t").stdout)[0]["outcome"] == "timeout"
+
+
+def test_stale_lease_is_reported_reclaimed_and_cleaned(rr, redis_server, prefix):
+    holder = rr.start("-n", "z", "--lease-ttl", "1s", "--", "sleep", "30")
+    wait_for(
+        lambda: json.loads(rr.run("status", "--json", "-n", "z").stdout)[0]["state"] == "running",
+        what="r",
+    )
+    holder.kill()  # the watchdog kills the job; nobody releases the lease: it expires
+    holder.wait()
+    wait_for(lambda: rr.run("status", "-n", "z").returncode == 1, what="stale", timeout=5)
+    r = rr.run("clean", "--dry-run")
+    assert r.returncode == 0 and "would remove stale record of default/z: job " in r.stdout
+    r = rr.run("-n", "z", "--", "true")
+    assert r.returncode == 0 and "reclaimed a stale lock: job " in r.stderr
+    outcomes = [row["outcome"] for row in json.loads(rr.run("history", "--json", "-n", "z").stdout)]
+    assert sorted(outcomes) == ["lost", "ok"]
+
+
+def test_clean_removes_a_stale_record(rr):
+    holder = rr.start("-n", "c", "--lease-ttl", "1s", "--", "sleep", "30")
+    wait_for(lambda: rr.run("status", "-n", "c").returncode == 0, what="running")
+    holder.kill()
+    holder.wait()
+    wait_for(lambda: rr.run("status", "-n", "c").returncode == 1, what="stale", timeout=5)
+    r = rr.run("clean")
+    assert r.returncode == 0 and "removed stale record of default/c" in r.stdout
+    assert rr.run("status", "-n", "c").returncode == 3
+
+
+def test_without_redis_py_one_line_and_125(rr, tmp_path):
+    fake = tmp_path / "fake"
+    fake.mkdir()
+    (fake / "redis.py").write_text("raise ImportError('no redis here')\n")
+    env = {"PYTHONPATH": str(fake)}
+    r = rr.run("-n", "x", "--", "true", env=env)
+    assert r.returncode == 125
+    assert (
+        r.stderr == "singlerun: the Redis backend needs redis-py: pip install 'singlerun[redis]'\n"
+    )
+
+
+def test_lease_ttl_range_is_checked(rr):
+    for bad in ("0", "500ms", "2d", "x"):
+        r = rr.run("-n", "x", "--lease-ttl", bad, "--", "true")
+        assert r.returncode == 2 and r.stderr.count("\n") == 1, (bad, r.stderr)

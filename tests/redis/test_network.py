@@ -1,0 +1,111 @@
+"""Partitions between singlerun and Redis: a proxy that cuts or black-holes the connection,
+and contenders in separate network namespaces."""
+
+import os
+import shutil
+import subprocess
+import time
+
+import psutil
+import pytest
+
+from tests.conftest import SINGLERUN, wait_for
+from tests.redis.proxy import Proxy
+
+
+@pytest.fixture
+def proxy(redis_server):
+    p = Proxy(redis_server.port)
+    yield p
+    p.close()
+
+
+def test_blackholed_connection_stops_the_job_before_the_lease_expires(rr, proxy, prefix):
+    env = {"SINGLERUN_BACKEND": proxy.url(prefix)}
+    job = rr.start("-n", "bh", "--lease-ttl", "2s", "--", "sleep", "30", env=env)
+    def sleeper():
+        return [p for p in psutil.Process(job.pid).children() if p.name() == "sleep"]
+
+    (sleeper,) = wait_for(sleeper, what="job started")
+    proxy.blackhole()
+    t0 = time.monotonic()
+    wait_for(lambda: not sleeper.is_running() or sleeper.status() == "zombie", what="job killed")
+    assert time.monotonic() - t0 < 2.0  # before the 2 s lease could lapse for others
+    assert job.wait(15) == 125
+    assert "was lost" in job.stderr.read()
+
+
+def test_a_brief_cut_is_survived(rr, proxy, prefix):
+    env = {"SINGLERUN_BACKEND": proxy.url(prefix)}
+    job = rr.start(
+        "-n", "cut", "--lease-ttl", "4s", "--", "sh", "-c", "sleep 2.5; echo ok", env=env
+    )
+    wait_for(lambda: rr.run("status", "-n", "cut").returncode == 0, what="running")
+    proxy.cut()
+    time.sleep(0.8)
+    proxy.heal()
+    assert job.wait(10) == 0, job.stderr.read()
+    assert job.stdout.read() == "ok\n"
+
+
+NETNS = os.geteuid() == 0 and shutil.which("ip") is not None
+
+
+@pytest.mark.skipif(not NETNS, reason="network namespaces need root and ip(8)")
+def test_contenders_in_separate_network_namespaces(rr, redis_server, prefix, tmp_path):
+    """Two "hosts", each a network namespace joined to ours by a veth pair; Redis is reached
+    at the host side's address (a private /30 that exists only inside this test)."""
+    ns = [f"sr{os.getpid() % 10000}{i}" for i in range(2)]
+    made = []
+    try:
+        for i, name in enumerate(ns):
+            out, inner = f"vh{name}", f"vn{name}"
+            cmds = [
+                ["ip", "netns", "add", name],
+                ["ip", "link", "add", out, "type", "veth", "peer", "name", inner],
+                ["ip", "link", "set", inner, "netns", name],
+                ["ip", "addr", "add", f"10.231.{i}.1/30", "dev", out],
+                ["ip", "link", "set", out, "up"],
+                ["ip", "-n", name, "addr", "add", f"10.231.{i}.2/30", "dev", inner],
+                ["ip", "-n", name, "link", "set", inner, "up"],
+                ["ip", "-n", name, "link", "set", "lo", "up"],
+            ]
+            for cmd in cmds:
+                r = subprocess.run(cmd, capture_output=True, text=True)
+                if r.returncode != 0:
+                    pytest.skip(f"cannot create network namespaces here: {r.stderr.strip()}")
+            made.append((name, out))
+        # The test's own server listens on loopback only; a second one for the namespaces.
+        port = redis_server.port
+        srv = subprocess.Popen(
+            [
+                *("redis-server", "--save", "", "--appendonly", "no", "--protected-mode", "no"),
+                *("--bind", "10.231.0.1", "10.231.1.1", "--port", str(port + 1)),
+            ],
+            stdout=subprocess.DEVNULL,
+        )
+        try:
+            out_file = tmp_path / "order"
+            procs = []
+            for i, name in enumerate(ns):
+                env = {**rr.env, "SINGLERUN_BACKEND": f"redis://10.231.{i}.1:{port + 1}/0"}
+                env["SINGLERUN_LOCK_DIR"] = str(tmp_path / name)
+                argv = ["ip", "netns", "exec", name, *SINGLERUN, "-n", "net", "--wait", "--"]
+                argv += [
+                    "sh",
+                    "-c",
+                    f"echo start {name} >> {out_file}; sleep 1; echo end {name} >> {out_file}",
+                ]
+                procs.append(subprocess.Popen(argv, env=env, stderr=subprocess.PIPE, text=True))
+                time.sleep(0.3)
+            for p in procs:
+                assert p.wait(30) == 0, p.stderr.read()
+            lines = out_file.read_text().split("\n")
+            assert lines[:4] == [f"start {ns[0]}", f"end {ns[0]}", f"start {ns[1]}", f"end {ns[1]}"]
+        finally:
+            srv.kill()
+            srv.wait()
+    finally:
+        for name, out in made:
+            subprocess.run(["ip", "link", "del", out], capture_output=True)
+            subprocess.run(["ip", "netns", "del", name], capture_output=True)
