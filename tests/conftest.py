@@ -134,3 +134,11 @@ def stop(proc: subprocess.Popen, sig: int = signal.SIGTERM, timeout: float = 10)
     if proc.poll() is None:
         proc.send_signal(sig)
     return proc.wait(timeout)
+
+
+def pytest_terminal_summary(terminalreporter):  # the torture and chaos figures, if any ran
+    from tests.torture.report import FIGURES, table
+
+    if FIGURES:
+        terminalreporter.write_sep("=", "torture figures")
+        terminalreporter.write_line(table())

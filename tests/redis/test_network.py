@@ -23,6 +23,7 @@ def proxy(redis_server):
 def test_blackholed_connection_stops_the_job_before_the_lease_expires(rr, proxy, prefix):
     env = {"SINGLERUN_BACKEND": proxy.url(prefix)}
     job = rr.start("-n", "bh", "--lease-ttl", "2s", "--", "sleep", "30", env=env)
+
     def sleeper():
         return [p for p in psutil.Process(job.pid).children() if p.name() == "sleep"]
 
