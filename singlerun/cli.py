@@ -30,6 +30,7 @@ Examples:
   singlerun --replace -n preview -- ./build-preview.sh      # cancel the running one
   singlerun --max-runtime 1h -n report -- ./report.sh       # like timeout(1): exit 124
   singlerun -- ./sync.sh          # key derived from the command, like run-one
+  singlerun --backend redis://locks:6379/0 -n deploy -- ./deploy.sh   # across machines
 \b
 Subcommands (singlerun COMMAND --help):
   run       the same as the form above
@@ -39,8 +40,9 @@ Subcommands (singlerun COMMAND --help):
   history   finished runs, newest first
 \b
 Exit status: the command's own; 128+N if it was killed by signal N; 75 if the key is
-taken (--conflict-exit-code); 124 --max-runtime reached; 125 singlerun failed;
-126 command not executable; 127 command not found; 2 usage error.
+taken (--conflict-exit-code); 124 --max-runtime reached; 125 singlerun failed (lock
+directory, backend unreachable, lease lost); 126 command not executable; 127 command not
+found; 2 usage error.
 """
 
 
