@@ -46,6 +46,13 @@ found; 2 usage error.
 """
 
 
+INHERITED_ENVVARS = {
+    "SINGLERUN_LOCK_DIR",
+    "SINGLERUN_BACKEND",
+    "SINGLERUN_QUIET",
+    "SINGLERUN_VERBOSE",
+}
+
 # The operator's subcommands live in commands.py, imported only when one is asked for:
 # a run (the common case, started by cron in storms) does not pay for building them.
 OPERATOR_COMMANDS = ("status", "stop", "clean", "history")
@@ -184,6 +191,10 @@ def run_cmd(
         raise UsageError("no command given (see singlerun --help)")
     argv = list(command)
     key = JobKey.make(group, name) if name is not None else JobKey.for_command(group, argv)
+    # The job does not inherit this run's key and per-run options (SPEC §2): a singlerun
+    # inside it is configured by its own arguments. Store and output options are kept.
+    params = click.get_current_context().command.params
+    per_run = {p.envvar for p in params if isinstance(p.envvar, str)} - INHERITED_ENVVARS
     cfg = runner.RunConfig(
         command=argv,
         key=key,
@@ -191,6 +202,7 @@ def run_cmd(
         backend=backend,
         lease_ttl=lease_ttl,
         keep_running_without_lease=on_lease_lost == "continue",
+        scrubbed=frozenset(per_run),
         wait=wait or wait_timeout is not None,
         wait_timeout=wait_timeout,
         conflict_exit_code=conflict_exit_code,
@@ -242,4 +254,14 @@ def entry() -> None:
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(OSError, ValueError):  # a closed pipe: nothing more to say
             stream.flush()
+    runner = sys.modules.get("singlerun.runner")
+    if code == ExitCode.SIGNAL_BASE + signal.SIGINT and getattr(runner, "died_of_sigint", False):
+        die_of_sigint()
     os._exit(code)
+
+
+def die_of_sigint() -> None:
+    """End by SIGINT itself, so that a calling shell stops its loop on Ctrl-C ($? is 130)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+    os.kill(os.getpid(), signal.SIGINT)

@@ -27,6 +27,14 @@ def _check(kind: str, value: str) -> None:
         raise UsageError(f"the job {kind} contains the control character {bad!r}")
     if any(0xD800 <= ord(c) < 0xE000 for c in value):
         raise UsageError(f"the job {kind} is not valid UTF-8 text")
+    if not value.isascii():
+        import unicodedata  # lazy: most names are ASCII
+
+        bad = next((c for c in value if unicodedata.category(c) == "Cf"), None)
+        if bad is not None:  # bidi overrides, zero-width joiners: text that lies on screen
+            raise UsageError(
+                f"the job {kind} contains the invisible format character U+{ord(bad):04X}"
+            )
 
 
 def _encode(text: str) -> str:

@@ -19,6 +19,9 @@ from singlerun import PREFIX  # the package itself: already loaded to reach this
 
 
 def _interrupted(_signum: int, _frame: object) -> None:
+    # Die of SIGINT itself, as after a job's Ctrl-C (cli.die_of_sigint), so a shell loop stops.
+    _signal.signal(_signal.SIGINT, _signal.SIG_DFL)
+    os.kill(os.getpid(), _signal.SIGINT)
     os._exit(128 + _signal.SIGINT)
 
 

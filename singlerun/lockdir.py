@@ -9,13 +9,10 @@ from singlerun.errors import StoreError
 
 
 def default_lock_dir() -> str:
-    """$XDG_RUNTIME_DIR/singlerun, else singlerun-<uid> in the system temp directory."""
-    runtime = os.environ.get("XDG_RUNTIME_DIR")
-    if runtime and os.path.isabs(runtime):
-        return os.path.join(runtime, "singlerun")
-    # tempfile.gettempdir() would do, but importing tempfile costs more than the whole lookup.
-    tmp = os.environ.get("TMPDIR") or "/tmp"
-    return os.path.join(tmp, f"singlerun-{os.geteuid()}")
+    """/tmp/singlerun-<uid>: from the user id alone (SPEC §6). XDG_RUNTIME_DIR, TMPDIR and
+    HOME differ between cron, a login shell, sudo and a service; a default taken from them
+    let a cron job and the same job started by hand run side by side."""
+    return f"/tmp/singlerun-{os.geteuid()}"
 
 
 def prepare(path: str) -> str:

@@ -73,8 +73,8 @@ def store_options() -> list[Decorator]:
         option(
             "--lock-dir",
             metavar="DIR",
-            help="Directory of lock files, records and the ledger "
-            "[default: $XDG_RUNTIME_DIR/singlerun, else $TMPDIR/singlerun-UID].",
+            help="Directory of lock files, records and the history "
+            "[default: /tmp/singlerun-UID, whatever the environment].",
         ),
         option(
             "--backend",

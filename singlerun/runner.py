@@ -35,6 +35,7 @@ class RunConfig:
     backend: str | None = None
     lease_ttl: float = 30.0
     keep_running_without_lease: bool = False  # --on-lease-lost continue
+    scrubbed: frozenset[str] = frozenset()  # option variables the job does not inherit
     wait: bool = False
     wait_timeout: float | None = None
     conflict_exit_code: int = ExitCode.CONFLICT
@@ -49,10 +50,16 @@ class RunConfig:
 
 
 _interrupted: list[int] = []  # signals received before the job started
+# SIGINT that ended the job (or singlerun before the job started): singlerun then dies of
+# SIGINT itself after cleaning up (cli.entry), as timeout(1) does, so a calling shell's loop
+# stops on Ctrl-C. Any other signal is reported as 128+N, as the spec says.
+died_of_sigint = False
 
 
 def _interrupt(signum: int, _frame: object) -> None:
+    global died_of_sigint
     _interrupted.append(signum)
+    died_of_sigint = died_of_sigint or (signum == signal.SIGINT and len(_interrupted) == 1)
     raise Interrupted(signum)  # breaks a sleeping flock() out of the wait
 
 
@@ -248,7 +255,7 @@ def run(cfg: RunConfig) -> int:
                 ticker.guard(pid)
 
         env = {
-            **os.environ,
+            **{k: v for k, v in os.environ.items() if k not in cfg.scrubbed},
             "SINGLERUN_JOB_ID": me.job_id,
             "SINGLERUN_JOB_NAME": cfg.key.name,
             "SINGLERUN_JOB_GROUP": cfg.key.group,
@@ -269,6 +276,8 @@ def run(cfg: RunConfig) -> int:
             ticker.disarm()
             if ticker.expired() and not cfg.keep_running_without_lease:
                 ended = replace(ended, stopped=LOST)
+        global died_of_sigint
+        died_of_sigint = ended.signal == signal.SIGINT
         outcome = _outcome(ended, _stop_reason(store, lease, books))
         code = ExitCode.TIMEOUT if ended.timed_out else ended.code
         if cfg.verbose:

@@ -241,6 +241,7 @@ def run(
     tty = _foreground_tty()
     sys.stdout.flush()
     sys.stderr.flush()
+    pid = 0  # not started: the terminal was never handed over
     try:
         pid = _spawn(argv, env, keep_fd, mask)
         if tty is not None:
@@ -250,6 +251,9 @@ def run(
         return _wait(pid, tty, limit, ticker)
     finally:
         if tty is not None:
-            with contextlib.suppress(OSError):
-                os.tcsetpgrp(tty, os.getpgrp())
+            # Only take the terminal back from our job: after Ctrl-Z and `bg` the shell owns
+            # it, and taking it would leave the shell reading a terminal it lost (and exit).
+            if _owns(tty, pid):
+                with contextlib.suppress(OSError):
+                    os.tcsetpgrp(tty, os.getpgrp())
             os.close(tty)

@@ -47,22 +47,44 @@ def test_not_a_directory_is_refused(sr, tmp_path):
     _refused(sr, f, "not a directory")
 
 
-def test_default_directory_is_private(sr, tmp_path):
-    env = {k: v for k, v in sr.env.items() if k != "SINGLERUN_LOCK_DIR"}
-    env["XDG_RUNTIME_DIR"] = str(tmp_path / "xdg")
-    (tmp_path / "xdg").mkdir()
+def test_default_directory_comes_from_the_uid_alone(sr, tmp_path):
+    """Runs under different XDG_RUNTIME_DIR, TMPDIR and HOME (set, unset, odd) share
+    /tmp/singlerun-UID and so exclude each other."""
     import subprocess
+    import uuid
 
-    from tests.conftest import SINGLERUN
+    from tests.conftest import PRINT_SIGNALS, SINGLERUN, read_line
 
-    r = subprocess.run([*SINGLERUN, "-n", "k", "true"], env=env, capture_output=True, text=True)
-    assert r.returncode == 0, r.stderr
-    assert stat.S_IMODE((tmp_path / "xdg" / "singlerun").stat().st_mode) == 0o700
-    env.pop("XDG_RUNTIME_DIR")
-    env["TMPDIR"] = str(tmp_path)
-    r = subprocess.run([*SINGLERUN, "-n", "k", "true"], env=env, capture_output=True, text=True)
-    assert r.returncode == 0, r.stderr
-    assert (tmp_path / f"singlerun-{os.geteuid()}" / f"{STEM}.lock").exists()
+    base = {k: v for k, v in sr.env.items() if k not in ("SINGLERUN_LOCK_DIR", "XDG_RUNTIME_DIR")}
+    name = f"default-dir-{uuid.uuid4().hex[:8]}"
+    (tmp_path / "xdg").mkdir()
+    holder_env = {**base, "XDG_RUNTIME_DIR": str(tmp_path / "xdg"), "TMPDIR": str(tmp_path)}
+    holder = subprocess.Popen(
+        [*SINGLERUN, "-n", name, "--", *PRINT_SIGNALS, "TERM"],
+        env=holder_env,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert read_line(holder).startswith("ready")
+        for odd in (
+            {},
+            {"XDG_RUNTIME_DIR": "relative/dir"},
+            {"TMPDIR": "/nonexistent", "HOME": "/"},
+            {"XDG_RUNTIME_DIR": str(tmp_path), "TMPDIR": "", "HOME": str(tmp_path)},
+        ):
+            env = {k: v for k, v in base.items() if k not in ("TMPDIR", "HOME")} | odd
+            r = subprocess.run(
+                [*SINGLERUN, "-n", name, "--", "true"], env=env, capture_output=True, text=True
+            )
+            assert r.returncode == 75, (odd, r.stderr)
+        d = f"/tmp/singlerun-{os.geteuid()}"
+        assert os.path.exists(f"{d}/default.{name}.lock")
+        assert stat.S_IMODE(os.stat(d).st_mode) == 0o700
+        assert not (tmp_path / "xdg" / "singlerun").exists()
+    finally:
+        holder.terminate()
+        holder.wait(10)
 
 
 @pytest.mark.parametrize("suffix", [".lock", ".rec"])

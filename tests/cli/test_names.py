@@ -35,7 +35,18 @@ def test_similar_names_are_distinct_keys(sr):
         stop(h)
 
 
-@pytest.mark.parametrize("name", ["", "x" * 201, "tab\there", "nl\n", "nul-free-but-\x1b"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "",
+        "x" * 201,
+        "tab\there",
+        "nl\n",
+        "nul-free-but-\x1b",
+        "evil\u202eexe.txt",
+        "zero\u200bwidth",
+    ],
+)
 def test_invalid_names_are_usage_errors(sr, name):
     r = sr.run("-n", name, "--", "true")
     assert r.returncode == 2 and r.stderr.startswith("singlerun: the job name ")

@@ -1,5 +1,6 @@
 """Running a job: exit status, environment, stdio, exec failures, usage errors."""
 
+import json
 import os
 import signal
 import stat
@@ -9,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import wait_for
+from tests.conftest import SINGLERUN, wait_for
 
 
 @pytest.mark.parametrize("code", [0, 1, 42, 255])
@@ -17,9 +18,46 @@ def test_exit_status_is_the_commands(sr, code):
     assert sr.run("-n", "x", "--", "sh", "-c", f"exit {code}").returncode == code
 
 
-@pytest.mark.parametrize(("sig", "code"), [("TERM", 143), ("KILL", 137), ("INT", 130)])
+@pytest.mark.parametrize(("sig", "code"), [("TERM", 143), ("KILL", 137), ("QUIT", 131)])
 def test_killed_by_signal_is_128_plus_n(sr, sig, code):
     assert sr.run("-n", "x", "--", "sh", "-c", f"kill -{sig} $$").returncode == code
+
+
+def test_a_job_killed_by_sigint_makes_singlerun_die_of_sigint(sr):
+    # As timeout(1) does: a calling shell sees a SIGINT death (and stops its loop); $? is 130.
+    r = sr.run("-n", "x", "--", "sh", "-c", "kill -INT $$")
+    assert r.returncode == -signal.SIGINT
+    assert sr.run("-n", "x", "--", "true").returncode == 0  # the lock was released first
+    shell = " ".join(SINGLERUN) + " -n x -- sh -c 'kill -INT $$'; echo $?"
+    r = subprocess.run(["sh", "-c", shell], env=sr.env, capture_output=True, text=True)
+    assert r.stdout == "130\n"
+    rows = json.loads(sr.run("history", "--json", "-n", "x", "--limit", "3").stdout)
+    assert [(row["outcome"], row["exit_status"]) for row in rows][1:] == [
+        ("ok", 0),
+        ("killed", 130),
+    ]
+
+
+def test_the_job_does_not_inherit_the_runs_options(sr):
+    env = {
+        "SINGLERUN_NAME": "outer",
+        "SINGLERUN_GROUP": "g",
+        "SINGLERUN_WAIT_TIMEOUT": "1s",
+        "SINGLERUN_MAX_RUNTIME": "1h",
+        "SINGLERUN_QUIET": "1",
+        "SINGLERUN_JOB_ID": "stale",
+    }
+    r = sr.run("--", "sh", "-c", "env | grep ^SINGLERUN_ | sort", env=env)
+    got = dict(line.split("=", 1) for line in r.stdout.splitlines())
+    assert "SINGLERUN_NAME" not in got and "SINGLERUN_GROUP" not in got
+    assert "SINGLERUN_WAIT_TIMEOUT" not in got and "SINGLERUN_MAX_RUNTIME" not in got
+    assert got["SINGLERUN_LOCK_DIR"] == str(sr.lock_dir) and got["SINGLERUN_QUIET"] == "1"
+    assert (got["SINGLERUN_JOB_NAME"], got["SINGLERUN_JOB_GROUP"]) == ("outer", "g")
+    assert got["SINGLERUN_JOB_ID"] != "stale"
+    # So a singlerun inside the job is configured by its own arguments only:
+    inner = " ".join(SINGLERUN) + " -- sh -c 'echo $SINGLERUN_JOB_NAME'"
+    r = sr.run("-n", "outer2", "--", "sh", "-c", inner, env={"SINGLERUN_NAME": "outer2"})
+    assert r.returncode == 0 and r.stdout.startswith("sh-")  # its own, derived, name
 
 
 def test_signals_ignored_at_start_stay_ignored_for_the_job(sr):
