@@ -81,6 +81,26 @@ class SinglerunGroup(click.Group):
 
 
 class RunCommand(click.Command):
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        return super().parse_args(ctx, self._long_forms(args))
+
+    def _long_forms(self, args: list[str]) -> list[str]:
+        """`-n x` as `--name x`: click tries every short option as a long one first, and the
+        miss builds a "did you mean" list with difflib (~0.5 ms a run). Only whole, known
+        short options before the command are rewritten; anything else is left to click."""
+        options = [p for p in self.params if isinstance(p, click.Option)]
+        takes_value = {o: not p.is_flag for p in options for o in p.opts}
+        long_of = {o: p.opts[-1] for p in options for o in p.opts if len(o) == 2 < len(p.opts[-1])}
+        out, i = list(args), 0
+        while i < len(out) and out[i].startswith("-") and out[i] not in ("-", "--"):
+            name = out[i].split("=", 1)[0] if out[i].startswith("--") else out[i]
+            if name not in takes_value:
+                break  # combined (-qv), attached (-nx) or unknown: click's to parse
+            if name in long_of:
+                out[i] = long_of[name]
+            i += 2 if takes_value[name] and "=" not in out[i] else 1
+        return out
+
     def format_usage(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         formatter.write_usage("singlerun", "[OPTIONS] [--] COMMAND [ARG]...")
         formatter.write_usage("singlerun", "run|status|stop|clean|history [OPTIONS] ...", "   or:")

@@ -18,7 +18,7 @@ from singlerun.options import (
 
 if TYPE_CHECKING:
     from singlerun.keys import KeyFilter
-    from singlerun.store import Store
+    from singlerun.store.protocol import Store
 
 
 def _store(lock_dir: str | None, backend: str | None) -> Store:

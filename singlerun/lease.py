@@ -10,14 +10,26 @@ that succeeds before the deadline, is a lost lease: the job is stopped, or with
 
 from __future__ import annotations
 
+import signal
 import time
+from dataclasses import dataclass
 
 from singlerun import say
-from singlerun.store import Lease, Store
-from singlerun.supervise import Stop
+from singlerun.store import Lease
+from singlerun.store.protocol import Store
 from singlerun.watchdog import Watchdog
 
 LOST = "lease lost"
+
+
+@dataclass(frozen=True)
+class Stop:
+    """A ticker's verdict (supervise.Ticker): stop the job with `signal`, SIGKILL
+    `kill_after` later, because of `reason`."""
+
+    reason: str
+    signal: int = signal.SIGTERM
+    kill_after: float = 10.0
 
 
 def margin(ttl: float) -> float:

@@ -8,6 +8,7 @@ import signal
 import sys
 import time
 from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
 from singlerun import say, supervise
 from singlerun.errors import (
@@ -22,7 +23,10 @@ from singlerun.exitcodes import ExitCode
 from singlerun.identity import host, new_job_id, process_start_time, user
 from singlerun.keys import JobKey
 from singlerun.record import Record
-from singlerun.store import Lease, Store, open_store
+from singlerun.store import Lease, open_store
+
+if TYPE_CHECKING:
+    from singlerun.store.protocol import Store
 
 LOST = "lease lost"  # lease.py's reason for stopping a job (not imported: file store runs)
 

@@ -9,7 +9,7 @@ from singlerun.durations import rfc3339
 from singlerun.history import Run
 from singlerun.keys import JobKey, KeyFilter
 from singlerun.record import Record
-from singlerun.store import KeyState
+from singlerun.store.protocol import KeyState
 
 
 def _rfc3339(epoch: float | None) -> str | None:

@@ -19,7 +19,7 @@ from singlerun.identity import host
 from singlerun.keys import MAX_SLOTS, JobKey
 from singlerun.liveness import alive
 from singlerun.record import Record
-from singlerun.store import Store
+from singlerun.store.protocol import Store
 
 
 def _refused(record: Record) -> NotPermitted:

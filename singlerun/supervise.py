@@ -17,10 +17,22 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from singlerun.errors import SpawnError
 from singlerun.exitcodes import ExitCode
+
+if TYPE_CHECKING:  # types only: a run without a ticker never loads them
+    from singlerun.lease import Stop
+
+    class Ticker(Protocol):
+        """Called every `interval` seconds while the job runs (a network lease's renewal);
+        a Stop it returns stops the job: its signal, then SIGKILL `kill_after` later."""
+
+        interval: float
+
+        def tick(self) -> Stop | None: ...
+
 
 FORWARDED = (
     signal.SIGTERM,
@@ -103,23 +115,6 @@ class Limit:
     seconds: float
     signal: int = signal.SIGTERM
     kill_after: float = 10.0
-
-
-@dataclass(frozen=True)
-class Stop:
-    """A ticker's verdict: stop the job (`signal`, SIGKILL `kill_after` later), and why."""
-
-    reason: str
-    signal: int = signal.SIGTERM
-    kill_after: float = 10.0
-
-
-class Ticker(Protocol):
-    """Called every `interval` seconds while the job runs (a network lease's renewal)."""
-
-    interval: float
-
-    def tick(self) -> Stop | None: ...
 
 
 @dataclass(frozen=True)

@@ -1,18 +1,20 @@
 """Lock stores: where a key's slots, holder records and waiters live.
 
-The runner talks to a store only through `Store`, so a network store (leases renewed by
-TTL, fencing tokens) fits beside the file store without touching the runner.
+The runner talks to a store only through the `Store` protocol (protocol.py) and gets one
+from `open_store`, so a network store (leases renewed by TTL, fencing tokens) fits beside
+the file store without touching the runner. What every run needs (its Lease) is defined
+here; the protocol and the inspection types load only where they are used.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from singlerun.history import Run
-    from singlerun.keys import JobKey, KeyFilter
+    from singlerun.keys import JobKey
     from singlerun.record import Record
+    from singlerun.store.protocol import Store
 
 
 @dataclass(frozen=True)
@@ -32,120 +34,6 @@ class Lease:
     reclaimed: Reclaimed | None
     handle: Any  # store-private state
     granted: float = 0.0  # monotonic time just before the grant was asked for (leases)
-
-
-@dataclass(frozen=True)
-class StopRequest:
-    """Left for a holder by `stop`/`--replace`: why, whom, and (for a holder on another host,
-    whose own singlerun acts on it) which signal, SIGKILL `kill_after` later; 0: none."""
-
-    reason: str
-    job_id: str
-    signal: int = 0
-    kill_after: float = 10.0
-
-    def encode(self) -> str:
-        return f"{self.reason} {self.job_id} {self.signal} {self.kill_after!r}"
-
-    @classmethod
-    def parse(cls, data: bytes | str) -> StopRequest | None:
-        text = data.decode(errors="replace") if isinstance(data, bytes) else data
-        parts = text.split()
-        try:
-            if len(parts) == 2:  # written by the file store
-                return cls(parts[0], parts[1])
-            return cls(parts[0], parts[1], int(parts[2]), float(parts[3]))
-        except (IndexError, ValueError):
-            return None
-
-
-@dataclass(frozen=True)
-class Renewal:
-    held: bool | None  # still ours; False: lost; None: the store could not be asked
-    stop: StopRequest | None = None
-
-
-@dataclass
-class KeyState:
-    """What a store knows of one key, without touching its locks."""
-
-    stem: str
-    key: JobKey | None  # None: a hashed file name with no readable record
-    holders: list[Record] = field(default_factory=list)  # records of held slots
-    unrecorded: int = 0  # held slots without a readable record
-    stale: list[Record | None] = field(default_factory=list)  # records of free slots
-    waiters: list[Record] = field(default_factory=list)  # live waiters, in queue order
-
-
-class Store(Protocol):
-    """What the runner and the subcommands need of a store; they never name a store class."""
-
-    location: str  # where the locks live, for messages (never with a password)
-
-    def acquire(
-        self, key: JobKey, me: Record, *, slots: int, wait: bool, deadline: float | None
-    ) -> Lease:
-        """Take a free slot of `key`, or queue (FIFO) until one frees or `deadline` passes.
-
-        Raises LockBusy (nothing free, not waiting), WaitTimeout, or StoreError.
-        """
-        ...
-
-    def publish(self, lease: Lease, record: Record) -> None:
-        """Write (or rewrite) the holder record of the lease's slot."""
-        ...
-
-    def job_env(self, lease: Lease) -> dict[str, str]:
-        """Variables the job gets from its grant (SINGLERUN_FENCING_TOKEN on a network store)."""
-        ...
-
-    def renew(self, lease: Lease) -> Renewal:
-        """Set the lease's TTL again (from now); say whether it is still ours, and whether a
-        stop was requested for its run. Never raises: an unreachable store is `held=None`."""
-        ...
-
-    def release(self, lease: Lease) -> None:
-        """Remove our record (only if it is still ours) and free the slot."""
-        ...
-
-    def holders(self, key: JobKey, slots: int) -> list[Record]:
-        """The records of the key's occupied slots among the first `slots`."""
-        ...
-
-    def inspect(self) -> list[KeyState]:
-        """Every key the store knows, with its holders, stale records and waiters."""
-        ...
-
-    def mark_stop(
-        self, record: Record, reason: str, sig: int | None = None, kill_after: float = 10.0
-    ) -> None:
-        """Tell the holder named by `record` why it is being stopped (e.g. `replaced`); with
-        `sig`, ask its own singlerun to stop it (a holder on another host)."""
-        ...
-
-    def stop_reason(self, lease: Lease) -> str | None:
-        """The reason a stopper left for this lease's run, if any (and forget it)."""
-        ...
-
-    def clean(self, state: KeyState, *, dry_run: bool) -> list[Record | None]:
-        """Remove a key's stale records and dead waiters' tickets; return the records."""
-        ...
-
-    def add_runs(self, *runs: Run) -> None:
-        """Add finished runs to the history (once per job ID)."""
-        ...
-
-    def runs(self, only: KeyFilter, limit: int | None) -> list[Run]:
-        """Finished runs, newest first."""
-        ...
-
-    def last_runs(self) -> dict[tuple[str, str], Run]:
-        """The newest finished run of every key."""
-        ...
-
-    def close(self) -> None:
-        """Let go of connections (held leases are released by `release`)."""
-        ...
 
 
 def open_store(lock_dir: str | None, backend: str | None = None, lease_ttl: float = 30.0) -> Store:

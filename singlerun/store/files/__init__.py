@@ -23,12 +23,13 @@ import filelock
 from singlerun.errors import LockBusy, StoreError, WaitTimeout
 from singlerun.keys import MAX_SLOTS, JobKey, KeyFilter
 from singlerun.record import MAX_SIZE, Record, encode, parse
-from singlerun.store import KeyState, Lease, Reclaimed, Renewal
+from singlerun.store import Lease, Reclaimed
 
 if TYPE_CHECKING:
     from singlerun.history import Run
     from singlerun.ledger import Ledger
     from singlerun.store.files.inotify import CloseWatch
+    from singlerun.store.protocol import KeyState, Renewal
 
 _READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
 
@@ -355,6 +356,8 @@ class FileStore:
     # -- leases: a kernel lock needs no renewal ----------------------------------------------
 
     def renew(self, lease: Lease) -> Renewal:
+        from singlerun.store.protocol import Renewal
+
         return Renewal(True)
 
     def job_env(self, lease: Lease) -> dict[str, str]:

@@ -11,8 +11,8 @@ from collections.abc import Callable
 
 from singlerun.keys import JobKey
 from singlerun.record import parse
-from singlerun.store import KeyState
 from singlerun.store.files import proclocks, queue
+from singlerun.store.protocol import KeyState
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 

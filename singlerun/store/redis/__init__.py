@@ -20,7 +20,8 @@ from typing import TYPE_CHECKING, Any
 from singlerun.errors import LockBusy, StoreError, WaitTimeout
 from singlerun.keys import JobKey, KeyFilter
 from singlerun.record import Record, encode, parse
-from singlerun.store import KeyState, Lease, Reclaimed, Renewal, StopRequest
+from singlerun.store import Lease, Reclaimed
+from singlerun.store.protocol import KeyState, Renewal, StopRequest
 from singlerun.store.redis import scripts
 from singlerun.store.redis.url import RedisURL
 
