@@ -86,7 +86,8 @@ def status(entries: list[dict[str, Any]]) -> str:
             lines.append(f"  also running: {_run_line(extra)}")
         for w in e["waiters"]:
             lines.append(
-                f"  waiting: pid {w['pid']} for {format_age(w['waited_s'])} (job {w['job_id']})"
+                f"  waiting: pid {w['pid']} on {w['host']} for {format_age(w['waited_s'])} "
+                f"(job {w['job_id']})"
             )
         if e["last"]:
             last = e["last"]

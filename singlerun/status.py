@@ -65,6 +65,8 @@ def entry(key: JobKey, state: KeyState | None, last: Run | None, now: float) -> 
         "waiters": [
             {
                 "pid": w.pid,
+                "host": w.host,
+                "user": w.user,
                 "job_id": w.job_id,
                 "since": _rfc3339(w.started_at),
                 "waited_s": round(now - w.started_at, 3),

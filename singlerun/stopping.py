@@ -48,6 +48,8 @@ def _signal(record: Record, procs: list[psutil.Process], sig: int) -> None:
     try:
         if group:
             os.killpg(group, sig)
+            if sig not in (signal.SIGKILL, signal.SIGCONT):  # a stopped job can act on it
+                os.killpg(group, signal.SIGCONT)
         else:  # not started yet: its singlerun forwards the signal
             os.kill(record.pid, sig)
     except ProcessLookupError:

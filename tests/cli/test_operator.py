@@ -43,7 +43,7 @@ def test_status_in_each_state_text_json_and_lsb_codes(sr):
     assert w["pid"] == waiter.pid and w["waited_s"] >= 0
     text = sr.run("status").stdout
     assert f"default/k  running  job {running['job_id']} pid {holder.pid}" in text
-    assert f"  waiting: pid {waiter.pid} for " in text
+    assert f"  waiting: pid {waiter.pid} on {w['host']} for " in text
     assert sr.run("status", "-n", "k").returncode == 0
 
     stop(holder)
@@ -303,3 +303,15 @@ def test_replace_gives_up_on_a_lock_held_by_a_process_the_record_does_not_name(s
     r = sr.run("-n", "d", "--replace", "--", "echo", "ran", timeout=30)
     assert (r.returncode, r.stdout) == (75, "")
     assert "one it started still holds the lock" in r.stderr
+
+
+def test_stop_of_a_stopped_job_lets_it_handle_the_signal(sr):
+    # A job stopped (SIGSTOP, as by Ctrl-Z) gets SIGCONT after the signal: it handles the
+    # SIGTERM and exits on its own, well before --kill-after would SIGKILL it.
+    holder, job_pid = sr.start_holder("-n", "frozen")
+    os.kill(job_pid, signal.SIGSTOP)
+    t0 = time.monotonic()
+    r = sr.run("stop", "-n", "frozen", "--kill-after", "20s", "--timeout", "30s")
+    assert r.returncode == 0 and time.monotonic() - t0 < 10
+    assert holder.wait(10) == 0  # print_signals exits 0 on TERM: it was not SIGKILLed
+    assert "TERM" in holder.stdout.read()
