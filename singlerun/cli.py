@@ -7,6 +7,7 @@ import contextlib
 import os
 import signal
 import sys
+from typing import Any
 
 import click
 
@@ -30,6 +31,8 @@ Examples:
   singlerun --replace -n preview -- ./build-preview.sh      # cancel the running one
   singlerun --max-runtime 1h -n report -- ./report.sh       # like timeout(1): exit 124
   singlerun -- ./sync.sh          # key derived from the command, like run-one
+  singlerun --retry 3 -n flaky -- ./flaky-step.sh          # again on failure, key held
+  singlerun --respawn -n worker -- ./worker                  # like keep-one-running
   singlerun --backend redis://locks:6379/0 -n deploy -- ./deploy.sh   # across machines
 \b
 Subcommands (singlerun COMMAND --help):
@@ -153,6 +156,33 @@ def cli() -> None:
 )
 @apply(*stop_options("--max-runtime and --replace send"))
 @option(
+    "--retry",
+    type=click.IntRange(0, 1_000_000),
+    default=0,
+    metavar="N",
+    help="If the command fails, run it again, up to N more times, holding the key.",
+)
+@option(
+    "--retry-delay",
+    type=Duration(),
+    default="1s",
+    show_default=True,
+    help="The first pause before another attempt; it doubles each time (±20% jitter).",
+)
+@option(
+    "--retry-max-delay",
+    type=Duration(),
+    default="5m",
+    show_default=True,
+    help="The longest pause between attempts.",
+)
+@option(
+    "--respawn",
+    is_flag=True,
+    help="Keep the command running: start it again whenever it exits, holding the key, "
+    "until singlerun is signalled or stopped.",
+)
+@option(
     "-o",
     "--close",
     is_flag=True,
@@ -190,6 +220,10 @@ def run_cmd(
     max_runtime: float | None,
     signal: int,
     kill_after: float,
+    retry: int,
+    retry_delay: float,
+    retry_max_delay: float,
+    respawn: bool,
     close: bool,
     lock_dir: str | None,
     backend: str | None,
@@ -223,6 +257,7 @@ def run_cmd(
         lease_ttl=lease_ttl,
         keep_running_without_lease=on_lease_lost == "continue",
         scrubbed=frozenset(per_run),
+        retry=_retry_policy(retry, retry_delay, retry_max_delay, respawn),
         wait=wait or wait_timeout is not None,
         wait_timeout=wait_timeout,
         conflict_exit_code=conflict_exit_code,
@@ -236,6 +271,14 @@ def run_cmd(
         kill_after=kill_after,
     )
     return runner.run(cfg)
+
+
+def _retry_policy(retries: int, delay: float, max_delay: float, respawn: bool) -> Any:
+    if not retries and not respawn:
+        return None
+    from singlerun.attempts import Policy  # lazy: most runs have one attempt
+
+    return Policy(retries, respawn, delay, max(delay, max_delay))
 
 
 def _say(message: str) -> None:

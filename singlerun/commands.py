@@ -200,6 +200,8 @@ def history_cmd(
                 "pid": r.pid,
                 "command": r.argv,
                 **status.last_run(r),
+                "attempt": r.attempt,
+                "run_id": r.run_id or r.job_id,
             }
             for r in runs
         ]

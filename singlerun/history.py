@@ -37,6 +37,8 @@ class Run:
     exit_status: int | None  # None: lost
     outcome: str
     command: str  # JSON array
+    attempt: int = 1  # --retry/--respawn: each attempt is a row
+    run_id: str = ""  # the job ID of the run the attempt belongs to
 
     @classmethod
     def of(
@@ -54,6 +56,8 @@ class Run:
             exit_status,
             outcome,
             dumps(record.command),
+            record.attempt,
+            record.run_id or record.job_id,
         )
 
     @classmethod

@@ -27,9 +27,12 @@ _SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
   job_id TEXT PRIMARY KEY, "group" TEXT NOT NULL, name TEXT NOT NULL, host TEXT NOT NULL,
   pid INTEGER NOT NULL, started_at REAL NOT NULL, ended_at REAL, exit_status INTEGER,
-  outcome TEXT NOT NULL, command TEXT NOT NULL);
+  outcome TEXT NOT NULL, command TEXT NOT NULL, attempt INTEGER NOT NULL DEFAULT 1,
+  run_id TEXT NOT NULL DEFAULT '');
 CREATE INDEX IF NOT EXISTS runs_by_key ON runs ("group", name, started_at);
 """
+# Columns added since the first schema: a ledger written by an older singlerun gains them.
+_ADDED = {"attempt": "INTEGER NOT NULL DEFAULT 1", "run_id": "TEXT NOT NULL DEFAULT ''"}
 
 
 @contextlib.contextmanager
@@ -86,6 +89,10 @@ class Ledger:
             db.execute("PRAGMA journal_mode = WAL")
         db.execute("PRAGMA synchronous = NORMAL")  # WAL: durable across crashes of processes
         db.executescript(_SCHEMA)
+        have = {row[1] for row in db.execute("PRAGMA table_info(runs)")}
+        for column, kind in _ADDED.items():
+            if column not in have:
+                db.execute(f"ALTER TABLE runs ADD COLUMN {column} {kind}")
         return db
 
     def add(self, *runs: Run) -> None:

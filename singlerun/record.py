@@ -31,6 +31,9 @@ class Record:
     child_started: float | None = None
     token: str = ""  # the lease's token (fencing token on network stores)
     ttl: float | None = None  # lease TTL; None: held by a kernel lock, no expiry
+    attempt: int = 1  # --retry/--respawn: which attempt runs (or ran last)
+    next_attempt_at: float | None = None  # epoch seconds: between attempts, when the next starts
+    run_id: str = ""  # the job ID of the run this attempt belongs to ('' : the same)
 
     def with_child(self, pid: int, started: float | None) -> Record:
         return replace(self, child_pid=pid, child_started=started)
@@ -50,6 +53,9 @@ _TYPES: dict[str, tuple[type, ...]] = {
     "child_started": (int, float, type(None)),
     "token": (str,),
     "ttl": (int, float, type(None)),
+    "attempt": (int,),
+    "next_attempt_at": (int, float, type(None)),
+    "run_id": (str,),
 }
 _REQUIRED = {f.name for f in fields(Record) if f.default is MISSING is f.default_factory}
 

@@ -68,9 +68,16 @@ def _run_line(e: dict[str, Any]) -> str:
     if e["job_id"] is None:
         return "holder not recorded"
     age = format_age(e["elapsed_s"])
+    attempt = ""
+    if e.get("next_attempt_at"):
+        attempt = (
+            f" [attempt {e['attempt']} ended; key held, next attempt at {e['next_attempt_at']}]"
+        )
+    elif (e.get("attempt") or 1) > 1:
+        attempt = f" [attempt {e['attempt']}]"
     return (
         f"job {e['job_id']} pid {e['pid']} on {e['host']} as {e['user']}, started "
-        f"{e['started_at']} ({age} ago): {shlex.join(e['command'])}"
+        f"{e['started_at']} ({age} ago){attempt}: {shlex.join(e['command'])}"
     )
 
 
@@ -109,9 +116,10 @@ def history(runs: list[Run]) -> str:
         f = last_run(run)
         took = "?" if f["duration_s"] is None else format_age(f["duration_s"])
         code = "-" if run.exit_status is None else str(run.exit_status)
+        attempt = f"  (attempt {run.attempt} of run {run.run_id})" if run.attempt > 1 else ""
         lines.append(
             f"{run.job_id}  {run.group}/{run.name}  {run.host}  pid {run.pid}  "
-            f"{f['started_at']}  {took}  exit {code}  {run.outcome}"
+            f"{f['started_at']}  {took}  exit {code}  {run.outcome}{attempt}"
         )
     return "".join(f"{line}\n" for line in lines)
 

@@ -26,6 +26,8 @@ from singlerun.record import Record
 from singlerun.store import Lease, open_store
 
 if TYPE_CHECKING:
+    from singlerun.attempts import Policy
+    from singlerun.lease import LeaseTicker
     from singlerun.store.protocol import Store
 
 LOST = "lease lost"  # lease.py's reason for stopping a job (not imported: file store runs)
@@ -40,6 +42,7 @@ class RunConfig:
     lease_ttl: float = 30.0
     keep_running_without_lease: bool = False  # --on-lease-lost continue
     scrubbed: frozenset[str] = frozenset()  # option variables the job does not inherit
+    retry: Policy | None = None  # --retry / --respawn
     wait: bool = False
     wait_timeout: float | None = None
     conflict_exit_code: int = ExitCode.CONFLICT
@@ -192,6 +195,7 @@ def _write_history(
         rows = [Run.of(me, time.time(), code, outcome)]
         if dead is not None:
             rows.append(Run.lost(dead))
+            lease.reclaimed = None  # its row is written once, with the first attempt's
         store.add_runs(*rows)
     except StoreError as exc:
         books.warn(exc.message)
@@ -210,6 +214,69 @@ def _check_lease(lease: Lease, location: str) -> None:
         raise StoreError(f"{lease.key}: the lease on {location} ran out before the job started")
 
 
+class _Attempt:
+    """The outcome of one attempt, as the loop and the ledger need it."""
+
+    def __init__(
+        self, record: Record, code: int, outcome: str, ended: supervise.Ended, stopped: bool
+    ) -> None:
+        self.record, self.code, self.outcome, self.ended = record, code, outcome, ended
+        # Ended by someone: a signal to singlerun, `stop`, `--replace`, a lost lease.
+        self.interrupted = stopped or ended.forwarded or bool(ended.stopped)
+
+
+def _attempt(
+    cfg: RunConfig,
+    store: Store,
+    lease: Lease,
+    me: Record,
+    ticker: LeaseTicker | None,
+    books: _Bookkeeping,
+) -> _Attempt:
+    """Run the job once, holding the lease; say how it ended (singlerun's code for it)."""
+
+    def started(pid: int) -> None:
+        try:
+            store.publish(lease, me.with_child(pid, process_start_time(pid)))
+        except StoreError as exc:
+            books.warn(exc.message)
+        if ticker is not None:
+            ticker.guard(pid)
+
+    env = {
+        **{k: v for k, v in os.environ.items() if k not in cfg.scrubbed},
+        "SINGLERUN_JOB_ID": me.job_id,
+        "SINGLERUN_JOB_NAME": cfg.key.name,
+        "SINGLERUN_JOB_GROUP": cfg.key.group,
+        **({"SINGLERUN_ATTEMPT": str(me.attempt)} if cfg.retry else {}),
+        **store.job_env(lease),
+    }
+    keep = None if lease.job_fd is None or cfg.close else os.dup(lease.job_fd)
+    limit = None
+    if cfg.max_runtime is not None:
+        limit = supervise.Limit(cfg.max_runtime, cfg.signal, cfg.kill_after)
+    ended = supervise.run(
+        cfg.command, env, keep_fd=keep, on_started=started, limit=limit, ticker=ticker
+    )
+    if ticker is not None:
+        ticker.disarm()
+        if ticker.expired() and not cfg.keep_running_without_lease:
+            ended = replace(ended, stopped=LOST)
+    global died_of_sigint
+    died_of_sigint = ended.signal == signal.SIGINT
+    reason = _stop_reason(store, lease, books)
+    outcome = _outcome(ended, reason)
+    code = ExitCode.TIMEOUT if ended.timed_out else ended.code
+    if cfg.verbose:
+        say(f"{cfg.key}: job {me.job_id} ended: {outcome}, status {ended.code}")
+    if ended.stopped == LOST:  # always said (SPEC §8), and singlerun's failure: 125
+        say(f"{cfg.key}: the lease on {store.location} was lost; job {me.job_id} was stopped")
+        code = ExitCode.INTERNAL
+    elif ended.timed_out:  # even with -q (SPEC §8): a stopped job is never silent
+        say(f"{cfg.key}: job {me.job_id} exceeded --max-runtime and was stopped")
+    return _Attempt(me, code, outcome, ended, stopped=reason is not None)
+
+
 def run(cfg: RunConfig) -> int:
     _catch_interrupts()
     store = open_store(cfg.lock_dir, cfg.backend, cfg.lease_ttl)
@@ -226,8 +293,8 @@ def run(cfg: RunConfig) -> int:
     )
     lease = _acquire(store, cfg, me)
     books = _Bookkeeping(store.location)
-    code: int = ExitCode.INTERNAL
-    outcome: str | None = None
+    done: _Attempt | None = None
+    spawn_failed: int | None = None
     ticker = None
     try:
         _checkpoint()
@@ -249,49 +316,14 @@ def run(cfg: RunConfig) -> int:
                 kill_after=cfg.kill_after,
                 keep_running=cfg.keep_running_without_lease,
             )
-
-        def started(pid: int) -> None:
-            try:
-                store.publish(lease, me.with_child(pid, process_start_time(pid)))
-            except StoreError as exc:
-                books.warn(exc.message)
-            if ticker is not None:
-                ticker.guard(pid)
-
-        env = {
-            **{k: v for k, v in os.environ.items() if k not in cfg.scrubbed},
-            "SINGLERUN_JOB_ID": me.job_id,
-            "SINGLERUN_JOB_NAME": cfg.key.name,
-            "SINGLERUN_JOB_GROUP": cfg.key.group,
-            **store.job_env(lease),
-        }
-        keep = None if lease.job_fd is None or cfg.close else os.dup(lease.job_fd)
-        limit = None
-        if cfg.max_runtime is not None:
-            limit = supervise.Limit(cfg.max_runtime, cfg.signal, cfg.kill_after)
         try:
-            ended = supervise.run(
-                cfg.command, env, keep_fd=keep, on_started=started, limit=limit, ticker=ticker
-            )
+            done = _attempt(cfg, store, lease, me, ticker, books)
         except SpawnError as exc:
-            code, outcome = exc.exit_code, "failed"
+            spawn_failed = exc.exit_code
             raise
-        if ticker is not None:
-            ticker.disarm()
-            if ticker.expired() and not cfg.keep_running_without_lease:
-                ended = replace(ended, stopped=LOST)
-        global died_of_sigint
-        died_of_sigint = ended.signal == signal.SIGINT
-        outcome = _outcome(ended, _stop_reason(store, lease, books))
-        code = ExitCode.TIMEOUT if ended.timed_out else ended.code
-        if cfg.verbose:
-            say(f"{cfg.key}: job {me.job_id} ended: {outcome}, status {ended.code}")
-        if ended.stopped == LOST:  # always said (SPEC §8), and singlerun's failure: 125
-            say(f"{cfg.key}: the lease on {store.location} was lost; job {me.job_id} was stopped")
-            code = ExitCode.INTERNAL
-        elif ended.timed_out:  # even with -q (SPEC §8): a stopped job is never silent
-            say(f"{cfg.key}: job {me.job_id} exceeded --max-runtime and was stopped")
-        return code
+        if cfg.retry is not None and cfg.retry.active:
+            done = _more_attempts(cfg, store, lease, done, ticker, books)
+        return done.code
     finally:
         if ticker is not None:
             ticker.disarm()
@@ -299,9 +331,80 @@ def run(cfg: RunConfig) -> int:
             store.release(lease)
         except (OSError, StoreError) as exc:
             books.warn(f"releasing {cfg.key}: {getattr(exc, 'message', exc)}")
-        if outcome is not None:
-            _write_history(store, me, lease, code, outcome, books)
+        if done is not None:
+            _write_history(store, done.record, lease, done.code, done.outcome, books)
+        elif spawn_failed is not None:
+            _write_history(store, me, lease, spawn_failed, "failed", books)
         store.close()
+
+
+def _more_attempts(
+    cfg: RunConfig,
+    store: Store,
+    lease: Lease,
+    last: _Attempt,
+    ticker: LeaseTicker | None,
+    books: _Bookkeeping,
+) -> _Attempt:
+    """--retry / --respawn: attempts after the first, the key held throughout. Each attempt
+    but the last gets its history row here; the caller writes the last one's."""
+    from singlerun.attempts import Backoff
+
+    assert cfg.retry is not None
+    backoff = Backoff(cfg.retry)
+    notes: list[str] = []  # with -q, said only if the final attempt fails too
+    while True:
+        ran_for = time.time() - last.record.started_at
+        died_of = last.ended.signal
+        pause = backoff.pause_before_next(last.code, died_of, last.interrupted, ran_for)
+        if pause is None:
+            break
+        note = (
+            f"{cfg.key}: attempt {last.record.attempt} ended: {last.outcome}, status "
+            f"{last.code}; attempt {last.record.attempt + 1} in {pause:.1f}s"
+        )
+        if cfg.quiet:
+            notes.append(note)
+        else:
+            say(note)
+        waiting = replace(
+            last.record, child_pid=None, child_started=None, next_attempt_at=time.time() + pause
+        )
+        _publish_quietly(store, lease, waiting, books)
+        _write_history(store, last.record, lease, last.code, last.outcome, books)
+        if supervise.pause(pause, ticker) is not None:
+            break  # signalled or stopped while waiting: the last attempt's status stands
+        me = replace(
+            last.record,
+            job_id=new_job_id(),
+            run_id=last.record.run_id or last.record.job_id,
+            attempt=last.record.attempt + 1,
+            started_at=time.time(),
+            child_pid=None,
+            child_started=None,
+            next_attempt_at=None,
+        )
+        try:
+            store.regrant(lease, me.job_id)
+        except StoreError as exc:
+            say(f"{cfg.key}: {exc.message}")
+            break
+        me = replace(me, token=lease.token)
+        _publish_quietly(store, lease, me, books)
+        if ticker is not None:
+            ticker.job_id = me.job_id
+        last = _attempt(cfg, store, lease, me, ticker, books)
+    if notes and last.code != 0:
+        for note in notes:
+            say(note)
+    return last
+
+
+def _publish_quietly(store: Store, lease: Lease, record: Record, books: _Bookkeeping) -> None:
+    try:
+        store.publish(lease, record)
+    except StoreError as exc:
+        books.warn(exc.message)
 
 
 def _stop_reason(store: Store, lease: Lease, books: _Bookkeeping) -> str | None:

@@ -16,11 +16,15 @@ def _rfc3339(epoch: float | None) -> str | None:
     return None if epoch is None else rfc3339(epoch)
 
 
+_RUN_FIELDS = (
+    *("job_id", "pid", "host", "user", "command", "started_at", "elapsed_s"),
+    *("attempt", "next_attempt_at"),
+)
+
+
 def _run_fields(record: Record | None, now: float) -> dict[str, Any]:
     if record is None:
-        return dict.fromkeys(
-            ("job_id", "pid", "host", "user", "command", "started_at", "elapsed_s")
-        )
+        return dict.fromkeys(_RUN_FIELDS)
     return {
         "job_id": record.job_id,
         "pid": record.pid,
@@ -29,6 +33,8 @@ def _run_fields(record: Record | None, now: float) -> dict[str, Any]:
         "command": record.command,
         "started_at": _rfc3339(record.started_at),
         "elapsed_s": round(now - record.started_at, 3),
+        "attempt": record.attempt,
+        "next_attempt_at": _rfc3339(record.next_attempt_at),
     }
 
 

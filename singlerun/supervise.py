@@ -45,6 +45,7 @@ FORWARDED = (
 )
 # SIGTTOU too: taking the terminal back from a background group would otherwise stop us.
 _BLOCKED = {*FORWARDED, signal.SIGCHLD, signal.SIGTTOU}
+_job_mask: set[int | signal.Signals] | None = None  # see run()
 # Python ignores these at start-up; the job must get the defaults (as subprocess does).
 _PYTHON_IGNORED = (signal.SIGPIPE, signal.SIGXFSZ)
 
@@ -123,6 +124,7 @@ class Ended:
     signal: int | None  # the signal that killed it, if one did
     timed_out: bool  # it outlived its Limit
     stopped: str | None = None  # why a ticker stopped it, if one did
+    forwarded: bool = False  # singlerun was signalled (and passed it on) while it ran
 
 
 def signal_number(text: str) -> int:
@@ -188,7 +190,7 @@ def _wait(pid: int, tty: int | None, limit: Limit | None, ticker: Ticker | None)
     runtime_due = None if limit is None else now + limit.seconds
     tick_due = None if ticker is None else now + ticker.interval
     escalation = _Escalation(pid)
-    timed_out, stopped = False, None
+    timed_out, stopped, forwarded = False, None, False
     while True:
         now = time.monotonic()
         if runtime_due is not None and limit is not None and now >= runtime_due:
@@ -211,11 +213,12 @@ def _wait(pid: int, tty: int | None, limit: Limit | None, ticker: Ticker | None)
                 continue
             code = os.waitstatus_to_exitcode(status)
             if code >= 0:
-                return Ended(code, None, timed_out, stopped)
-            return Ended(ExitCode.SIGNAL_BASE - code, -code, timed_out, stopped)
+                return Ended(code, None, timed_out, stopped, forwarded)
+            return Ended(ExitCode.SIGNAL_BASE - code, -code, timed_out, stopped, forwarded)
         if info.si_signo in FORWARDED:
             # To the job's whole process group, as the terminal would (and as timeout(1) does).
             _signal_group(pid, info.si_signo)
+            forwarded = forwarded or info.si_signo != signal.SIGWINCH
 
 
 def run(
@@ -232,7 +235,11 @@ def run(
     `keep_fd` is handed to the job (and closed here once it has it). Signals stay blocked
     when this returns, so that the caller's cleanup cannot be cut short by one.
     """
+    global _job_mask
     mask = signal.pthread_sigmask(signal.SIG_BLOCK, _BLOCKED)
+    if _job_mask is None:  # the mask singlerun was started with, for every attempt's job
+        _job_mask = mask
+    mask = _job_mask
     tty = _foreground_tty()
     sys.stdout.flush()
     sys.stderr.flush()
@@ -252,3 +259,22 @@ def run(
                 with contextlib.suppress(OSError):
                     os.tcsetpgrp(tty, os.getpgrp())
             os.close(tty)
+
+
+def pause(seconds: float, ticker: Ticker | None) -> int | None:
+    """Sleep between two attempts with the job's signals still blocked (as `run` leaves
+    them); the lease is kept meanwhile. Returns the terminating signal that cut the pause
+    short (SIGWINCH and SIGCHLD do not), or None once it has run its course."""
+    now = time.monotonic()
+    end = now + seconds
+    tick_due = None if ticker is None else now + ticker.interval
+    while (now := time.monotonic()) < end:
+        if ticker is not None and tick_due is not None and now >= tick_due:
+            verdict = ticker.tick()
+            if verdict is not None:
+                return signal.SIGTERM  # the lease is lost, or a stop was asked for
+            tick_due = time.monotonic() + ticker.interval
+        info = _next_signal(min(end, tick_due or end))
+        if info is not None and info.si_signo in FORWARDED and info.si_signo != signal.SIGWINCH:
+            return info.si_signo
+    return None

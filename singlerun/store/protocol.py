@@ -79,6 +79,11 @@ class Store(Protocol):
         """Variables the job gets from its grant (SINGLERUN_FENCING_TOKEN on a network store)."""
         ...
 
+    def regrant(self, lease: Lease, job_id: str) -> None:
+        """The lease, kept, passes to the next attempt of a --retry/--respawn run: a new
+        fencing token (network stores). StoreError if it was lost meanwhile."""
+        ...
+
     def renew(self, lease: Lease) -> Renewal:
         """Set the lease's TTL again (from now); say whether it is still ours, and whether a
         stop was requested for its run. Never raises: an unreachable store is `held=None`."""

@@ -87,3 +87,19 @@ def test_lease_ttl_range_is_checked(rr):
     for bad in ("0", "500ms", "2d", "x"):
         r = rr.run("-n", "x", "--lease-ttl", bad, "--", "true")
         assert r.returncode == 2 and r.stderr.count("\n") == 1, (bad, r.stderr)
+
+
+def test_retry_gets_a_new_fencing_token_per_attempt_and_keeps_the_lease(rr):
+    job = "echo $SINGLERUN_FENCING_TOKEN; exit 1"
+    runner = rr.start("-n", "rt", "--retry", "2", "--retry-delay", "1500ms", "--lease-ttl", "1s",
+                      "--", "sh", "-c", job)  # fmt: skip
+    # In the delay (longer than the TTL): the lease is kept, so the key stays taken.
+    wait_for(
+        lambda: json.loads(rr.run("status", "--json", "-n", "rt").stdout)[0]["next_attempt_at"],
+        what="delay",
+    )
+    time.sleep(1.2)
+    assert rr.run("-n", "rt", "--", "true").returncode == 75
+    assert runner.wait(20) == 1
+    tokens = [int(t) for t in runner.stdout.read().split()]
+    assert len(tokens) == 3 and tokens == sorted(set(tokens))

@@ -363,5 +363,8 @@ class FileStore:
     def job_env(self, lease: Lease) -> dict[str, str]:
         return {}
 
+    def regrant(self, lease: Lease, job_id: str) -> None:
+        lease.token = job_id  # the kernel lock stays; it has no fencing token
+
     def close(self) -> None:
         pass

@@ -147,6 +147,14 @@ class RedisStore:
             with contextlib.suppress(Exception):
                 pubsub.close()
 
+    def regrant(self, lease: Lease, job_id: str) -> None:
+        held: _Held = lease.handle
+        fence = self._run("REGRANT", self._base(lease.key), lease.slot, held.value, job_id)
+        if not fence:
+            raise StoreError("the lease was lost between two attempts")
+        lease.token = _text(fence)
+        held.value = f"{job_id} {lease.token}"
+
     def publish(self, lease: Lease, record: Record) -> None:
         held: _Held = lease.handle
         self._run("PUBLISH", self._base(lease.key), lease.slot, held.value, encode(record))

@@ -14,7 +14,10 @@ PREFIX + "keys" is the set of stems, for `status`.
 
 from __future__ import annotations
 
-NAMES = ("ACQUIRE", "PUBLISH", "RENEW", "RELEASE", "ENQUEUE", "LEAVE", "INSPECT", "STOP", "CLEAN")
+NAMES = (
+    *("ACQUIRE", "REGRANT", "PUBLISH", "RENEW", "RELEASE", "ENQUEUE", "LEAVE", "INSPECT"),
+    *("STOP", "CLEAN"),
+)
 
 # ARGV: base, slots, job_id, ttl_ms, waiting (0/1), record, stem, keys-set
 # Returns {slot, fence, leftover record or false}, {-1} someone is ahead in the queue,
@@ -22,7 +25,23 @@ NAMES = ("ACQUIRE", "PUBLISH", "RENEW", "RELEASE", "ENQUEUE", "LEAVE", "INSPECT"
 # The fence is max(counter + 1, server time in microseconds): strictly increasing per key,
 # and still above every earlier token after the server lost its data (unless its clock
 # went back, or more than a million grants a second were made).
-ACQUIRE = """
+_NEXT_FENCE = """
+local function next_fence(base)
+  local t = redis.call('TIME')
+  local now = t[1] .. string.format('%06d', tonumber(t[2]))
+  local fence_key = base .. ':fence'
+  local current = redis.call('GET', fence_key)
+  if not current or tonumber(current) < tonumber(now) then
+    redis.call('SET', fence_key, now)
+  end
+  redis.call('INCR', fence_key)
+  return redis.call('GET', fence_key)  -- as text: Lua's numbers print as 1.7e+15
+end
+"""
+
+ACQUIRE = (
+    _NEXT_FENCE
+    + """
 local base, slots, me, ttl = ARGV[1], tonumber(ARGV[2]), ARGV[3], tonumber(ARGV[4])
 local waiting = ARGV[5] == '1'
 redis.call('SADD', ARGV[8], ARGV[7])
@@ -38,15 +57,7 @@ end
 for slot = 0, slots - 1 do
   local lease = base .. ':lease:' .. slot
   if redis.call('EXISTS', lease) == 0 then
-    local t = redis.call('TIME')
-    local now = t[1] .. string.format('%06d', tonumber(t[2]))
-    local fence_key = base .. ':fence'
-    local current = redis.call('GET', fence_key)
-    if not current or tonumber(current) < tonumber(now) then
-      redis.call('SET', fence_key, now)
-    end
-    redis.call('INCR', fence_key)
-    local fence = redis.call('GET', fence_key)  -- as text: Lua's numbers print as 1.7e+15
+    local fence = next_fence(base)
     redis.call('SET', lease, me .. ' ' .. fence, 'PX', ttl)
     local left = redis.call('HGET', base .. ':recs', slot)
     redis.call('HSET', base .. ':recs', slot, ARGV[6])
@@ -62,6 +73,20 @@ for slot = 0, slots - 1 do
 end
 return {-2}
 """
+)
+
+# ARGV: base, slot, lease value, new job_id. A new fencing token for the next attempt of a
+# --retry/--respawn run, on the lease it keeps (TTL unchanged). Returns the token or false.
+REGRANT = (
+    _NEXT_FENCE
+    + """
+local lease = ARGV[1] .. ':lease:' .. ARGV[2]
+if redis.call('GET', lease) ~= ARGV[3] then return false end
+local fence = next_fence(ARGV[1])
+redis.call('SET', lease, ARGV[4] .. ' ' .. fence, 'KEEPTTL')
+return fence
+"""
+)
 
 # ARGV: base, slot, lease value, record. Rewrites the record if the lease is still ours.
 PUBLISH = """
