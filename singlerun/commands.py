@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -58,12 +58,24 @@ def status_cmd(
 
     only = _only(group, name)
     store = _store(lock_dir, backend)
-    entries = status.gather(store.inspect(), store.last_runs(), only)
+    entries = status.gather(store.inspect(), _last_runs(store), only)
     click.echo(json.dumps(entries, indent=2) if as_json else render.status(entries), nl=as_json)
     if only.key is None:
         return ExitCode.OK
     codes = {"running": ExitCode.OK, "stale": ExitCode.STALE}
     return codes.get(entries[0]["state"], ExitCode.NOT_RUNNING)
+
+
+def _last_runs(store: Store) -> dict[tuple[str, str], Any]:
+    """`status` without the history loses only its `last` column (a warning says why)."""
+    from singlerun import say
+    from singlerun.errors import StoreError
+
+    try:
+        return store.last_runs()
+    except StoreError as exc:
+        say(f"warning: {exc.message}; showing no last runs")
+        return {}
 
 
 STOP_EPILOG = """\b
@@ -101,7 +113,8 @@ def stop_cmd(
     from singlerun import say
     from singlerun.errors import NotPermitted
     from singlerun.liveness import record_alive
-    from singlerun.stopping import stop_run
+    from singlerun.render import safe
+    from singlerun.stopping import Unverifiable, stop_run
 
     key = _only(group, name).key
     store = _store(lock_dir, backend)
@@ -119,7 +132,13 @@ def stop_cmd(
             say(f"cannot stop {key}: {exc.message}")
             code = ExitCode.NOT_PERMITTED
             continue
-        click.echo(f"{'stopped' if done else 'still running:'} {key} (job {r.job_id}, pid {r.pid})")
+        except Unverifiable as exc:
+            say(f"cannot stop {key}: {exc.message}")
+            code = max(code, ExitCode.NOT_STOPPED)
+            continue
+        click.echo(
+            f"{'stopped' if done else 'still running:'} {key} (job {safe(r.job_id)}, pid {r.pid})"
+        )
         if not done and code == ExitCode.OK:
             code = ExitCode.NOT_STOPPED
     return code
@@ -144,9 +163,8 @@ def clean_cmd(group: str | None, dry_run: bool, lock_dir: str | None, backend: s
             continue
         for record in store.clean(state, dry_run=dry_run):
             what = "would remove" if dry_run else "removed"
-            click.echo(
-                f"{what} stale record of {state.key or state.stem}: {render.stale_record(record)}"
-            )
+            whose = render.safe(state.key or state.stem)
+            click.echo(f"{what} stale record of {whose}: {render.stale_record(record)}")
             if record is not None:
                 lost.append(Run.lost(record))
     if lost and not dry_run:

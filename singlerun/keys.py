@@ -71,10 +71,13 @@ class JobKey:
     @classmethod
     def for_command(cls, group: str, argv: list[str]) -> JobKey:
         """run-one's key: the program's basename, plus a hash of the whole argv if it has args."""
-        base = os.path.basename(argv[0].rstrip("/")) or argv[0]
-        base = "".join(c if ord(c) >= 0x20 and c != "\x7f" else "?" for c in base)
+        program = os.path.basename(argv[0].rstrip("/")) or argv[0]
+        base = "".join(c if ord(c) >= 0x20 and c != "\x7f" else "?" for c in program)
         base = base.encode(errors="replace").decode()[:100]
-        if len(argv) > 1:
+        # With arguments, or when the basename had to be changed to be a valid name (control
+        # characters, bytes that are not UTF-8, length), a hash of the whole argv keeps
+        # distinct commands distinct keys.
+        if len(argv) > 1 or base != program:
             import hashlib  # lazy: most keys are named
 
             digest = hashlib.sha256("\0".join(argv).encode(errors="surrogateescape"))

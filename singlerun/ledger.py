@@ -18,6 +18,7 @@ from singlerun.errors import StoreError
 from singlerun.history import JOURNAL, Run, parse_journal
 
 FILE_NAME = "history.db"
+KEEP = 10_000  # finished runs the ledger keeps (as the Redis store's stream)
 _BUSY_TIMEOUT_MS = 5_000  # plenty for ms-long inserts; a wedged ledger costs a fold 5 s
 _TRANSIENT = (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)  # primary result codes
 _READ_FLAGS = os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
@@ -76,6 +77,7 @@ class Ledger:
                 runs = parse_journal(f.read())
             if runs:
                 self.add(*runs)
+                self._trim()
             os.ftruncate(fd, 0)  # only once every row is in the ledger
         finally:
             os.close(fd)
@@ -126,6 +128,18 @@ class Ledger:
                     raise
                 time.sleep(pause)
                 pause = min(pause * 2, 0.2)
+
+    def _trim(self) -> None:
+        """Keep the newest KEEP runs: the ledger must not grow forever."""
+        with _failing_as("trim"):
+            db = self._connect()
+            try:
+                db.execute(
+                    "DELETE FROM runs WHERE job_id IN (SELECT job_id FROM runs "
+                    f"ORDER BY started_at DESC LIMIT -1 OFFSET {KEEP})"
+                )
+            finally:
+                db.close()
 
     def runs(
         self, group: str | None = None, name: str | None = None, limit: int | None = None

@@ -20,6 +20,16 @@ if TYPE_CHECKING:
 Who = Callable[["Record"], tuple[int, str]]
 
 
+def safe(text: object) -> str:
+    """Text from records (which others may write) as the terminal should show it: control
+    and format characters escaped, as `ls -b` does, so none can move the cursor, recolour
+    the screen or reorder what is shown."""
+    text = str(text)
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else ascii(c)[1:-1] for c in text)
+
+
 def _plain(record: Record) -> tuple[int, str]:
     return record.pid, ""
 
@@ -42,7 +52,7 @@ def describe(
     what = f"{len(holders)} instances, newest job" if len(holders) > 1 else "job"
     pid, note = who(newest)
     prefix = "held by " if held else ""
-    return f" ({prefix}{what} {newest.job_id}, pid {pid}, started {age} ago{note})"
+    return f" ({prefix}{what} {safe(newest.job_id)}, pid {pid}, started {age} ago{safe(note)})"
 
 
 def busy(exc: LockBusy, timed_out: bool) -> str:
@@ -76,8 +86,8 @@ def _run_line(e: dict[str, Any]) -> str:
     elif (e.get("attempt") or 1) > 1:
         attempt = f" [attempt {e['attempt']}]"
     return (
-        f"job {e['job_id']} pid {e['pid']} on {e['host']} as {e['user']}, started "
-        f"{e['started_at']} ({age} ago){attempt}: {shlex.join(e['command'])}"
+        f"job {safe(e['job_id'])} pid {e['pid']} on {safe(e['host'])} as {safe(e['user'])}, "
+        f"started {e['started_at']} ({age} ago){attempt}: {safe(shlex.join(e['command']))}"
     )
 
 
@@ -85,7 +95,7 @@ def status(entries: list[dict[str, Any]]) -> str:
     """`singlerun status` as text, from status.gather()'s entries."""
     lines = []
     for e in entries:
-        head = f"{e['group']}/{e['name']}  {e['state']}"
+        head = f"{safe(e['group'])}/{safe(e['name'])}  {e['state']}"
         if e["state"] in ("running", "stale"):
             head += "  " + _run_line(e)
         lines.append(head)
@@ -93,8 +103,8 @@ def status(entries: list[dict[str, Any]]) -> str:
             lines.append(f"  also running: {_run_line(extra)}")
         for w in e["waiters"]:
             lines.append(
-                f"  waiting: pid {w['pid']} on {w['host']} for {format_age(w['waited_s'])} "
-                f"(job {w['job_id']})"
+                f"  waiting: pid {w['pid']} on {safe(w['host'])} for {format_age(w['waited_s'])} "
+                f"(job {safe(w['job_id'])})"
             )
         if e["last"]:
             last = e["last"]
@@ -102,7 +112,7 @@ def status(entries: list[dict[str, Any]]) -> str:
             code = "" if last["exit_status"] is None else f", exit {last['exit_status']}"
             lines.append(
                 f"  last: {last['outcome']}{code}, started {last['started_at']}"
-                f"{took} (job {last['job_id']})"
+                f"{took} (job {safe(last['job_id'])})"
             )
     return "".join(f"{line}\n" for line in lines)
 
@@ -117,10 +127,11 @@ def history(runs: list[Run]) -> str:
         took = "?" if f["duration_s"] is None else format_age(f["duration_s"])
         code = "-" if run.exit_status is None else str(run.exit_status)
         attempt = f"  (attempt {run.attempt} of run {run.run_id})" if run.attempt > 1 else ""
-        lines.append(
+        line = (
             f"{run.job_id}  {run.group}/{run.name}  {run.host}  pid {run.pid}  "
             f"{f['started_at']}  {took}  exit {code}  {run.outcome}{attempt}"
         )
+        lines.append(safe(line))
     return "".join(f"{line}\n" for line in lines)
 
 
@@ -130,4 +141,4 @@ def stale_record(record: Record | None) -> str:
 
     if record is None:
         return "an unreadable record"
-    return f"job {record.job_id} (pid {record.pid}, started {rfc3339(record.started_at)})"
+    return f"job {safe(record.job_id)} (pid {record.pid}, started {rfc3339(record.started_at)})"

@@ -134,7 +134,7 @@ def _acquire(store: Store, cfg: RunConfig, me: Record) -> Lease:
                 raise _conflict(cfg, busy) from None
             conflict = busy
         # --replace: stop the oldest instance, then race for its slot again.
-        from singlerun.stopping import stop_run  # lazy: psutil, for --replace only
+        from singlerun.stopping import Unverifiable, stop_run  # lazy: psutil, --replace only
 
         replaced.add(oldest.job_id)
         if cfg.verbose:
@@ -149,7 +149,7 @@ def _acquire(store: Store, cfg: RunConfig, me: Record) -> Lease:
                 timeout=max(0.0, timeout),
                 reason="replaced",
             )
-        except NotPermitted as exc:  # another user's job: a conflict, with the reason
+        except (NotPermitted, Unverifiable) as exc:  # a conflict, with the reason
             raise _conflict(cfg, conflict, f"; cannot replace it: {exc.message}") from None
 
 

@@ -14,12 +14,19 @@ import time
 
 import psutil
 
-from singlerun.errors import NotPermitted
+from singlerun.errors import NotPermitted, SinglerunError
+from singlerun.exitcodes import ExitCode
 from singlerun.identity import host
 from singlerun.keys import MAX_SLOTS, JobKey
 from singlerun.liveness import alive
 from singlerun.record import Record
 from singlerun.store.protocol import Store
+
+
+class Unverifiable(SinglerunError):
+    """A record that cannot be checked against the process table: reported, never acted on."""
+
+    exit_code = ExitCode.NOT_STOPPED
 
 
 def _refused(record: Record) -> NotPermitted:
@@ -28,12 +35,27 @@ def _refused(record: Record) -> NotPermitted:
     )
 
 
+def unverifiable(record: Record) -> str | None:
+    """Why a local record cannot be trusted to name processes to signal, if it cannot: a
+    record is only a file, and in a shared directory anyone in the group may have written
+    it. Without a start time to compare, a PID may long since be someone else's."""
+    if record.pid <= 1 or (record.child_pid is not None and record.child_pid <= 1):
+        return "it names PID 1 or less"
+    if record.pid_started is None or (record.child_pid and record.child_started is None):
+        return "it has no process start time to check the PID against"
+    mine = os.getpgrp()
+    if record.child_pid == mine or record.pid == os.getpid():
+        return "it names singlerun's own process group"
+    return None
+
+
 def _processes(record: Record) -> list[psutil.Process]:
-    """The run's live processes: its singlerun, its job and the job's descendants."""
+    """The run's live processes: its singlerun, its job and the job's descendants, each
+    verified by PID and start time."""
     procs = []
     run = ((record.pid, record.pid_started), (record.child_pid, record.child_started))
     for pid, started in run:
-        if pid and alive(pid, started):
+        if pid and started is not None and alive(pid, started):
             with contextlib.suppress(psutil.Error):
                 proc = psutil.Process(pid)
                 procs.append(proc)
@@ -110,6 +132,9 @@ def stop_run(
         return _stop_remote(
             store, record, sig=sig, kill_after=kill_after, timeout=timeout, reason=reason
         )
+    why = unverifiable(record)
+    if why is not None:
+        raise Unverifiable(f"not acting on job {record.job_id}'s record: {why}")
     procs = _processes(record)
     if not procs:
         return True

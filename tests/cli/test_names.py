@@ -1,10 +1,11 @@
 """Hostile names and groups stay inside the lock directory and never share a lock."""
 
+import json
 import os
 
 import pytest
 
-from tests.conftest import stop
+from tests.conftest import stop, wait_for
 
 HOSTILE = ["..", ".", "/", "a/b", "../../escape", "x" * 200, "日本語 ☃", " lead", "-n", "%2F"]
 
@@ -51,3 +52,34 @@ def test_invalid_names_are_usage_errors(sr, name):
     r = sr.run("-n", name, "--", "true")
     assert r.returncode == 2 and r.stderr.startswith("singlerun: the job name ")
     assert not list(sr.lock_dir.iterdir())
+
+
+def test_derived_names_stay_distinct_for_bytes_that_are_not_text(sr, tmp_path):
+    # Two programs whose names differ only in bytes that are not UTF-8 (\xfe, \xff).
+    import subprocess
+
+    from tests.conftest import SINGLERUN
+
+    names = []
+    for raw in (b"prog\xfe", b"prog\xff"):
+        script = tmp_path / raw.decode(errors="surrogateescape")
+        script.write_bytes(b"#!/bin/sh\necho $SINGLERUN_JOB_NAME\n")
+        script.chmod(0o755)
+        r = subprocess.run([*SINGLERUN, "--", str(script)], env=sr.env, capture_output=True)
+        assert r.returncode == 0, r.stderr
+        names.append(r.stdout)
+    assert names[0] != names[1]
+
+
+def test_what_records_hold_is_shown_escaped(sr):
+    # A command with escape sequences (which a hostile record could hold too) must not reach
+    # the terminal raw: status shows it escaped, as ls -b would.
+    evil = "\x1b[31mred\x1b]0;title\x07"
+    holder = sr.start("-n", "esc", "--", "sh", "-c", "sleep 30", evil)
+    wait_for(lambda: "sleep 30" in sr.run("status").stdout, what="running")
+    out = sr.run("status").stdout
+    assert "\x1b" not in out and "\x07" not in out
+    assert "\\x1b[31mred" in out  # shown, escaped
+    assert json.loads(sr.run("status", "--json").stdout)[0]["command"][-1] == evil
+    holder.terminate()
+    holder.wait(10)

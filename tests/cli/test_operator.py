@@ -315,3 +315,50 @@ def test_stop_of_a_stopped_job_lets_it_handle_the_signal(sr):
     assert r.returncode == 0 and time.monotonic() - t0 < 10
     assert holder.wait(10) == 0  # print_signals exits 0 on TERM: it was not SIGKILLed
     assert "TERM" in holder.stdout.read()
+
+
+def test_status_does_not_depend_on_the_history(sr):
+    holder, _ = sr.start_holder("-n", "nh")
+    (sr.lock_dir / "history.db").mkdir()  # a ledger that cannot be opened
+    r = sr.run("status", "--json", "-n", "nh")
+    assert r.returncode == 0 and json.loads(r.stdout)[0]["state"] == "running"
+    assert r.stderr.startswith("singlerun: warning: ") and r.stderr.count("\n") == 1
+    stop(holder)
+
+
+def test_the_ledger_keeps_a_bounded_number_of_runs(tmp_path, monkeypatch):
+    from singlerun import history, ledger
+
+    monkeypatch.setattr(ledger, "KEEP", 3)
+    rows = [
+        history.Run(f"J{i:02d}", "g", "n", "h", 1, 1000.0 + i, 1001.0 + i, 0, "ok", "[]")
+        for i in range(5)
+    ]
+    history.append(str(tmp_path), tuple(rows))
+    ledger.Ledger(str(tmp_path)).fold()
+    assert [r.job_id for r in ledger.Ledger(str(tmp_path)).runs()] == ["J04", "J03", "J02"]
+
+
+def test_stop_never_signals_a_process_on_the_word_of_an_unverifiable_record(sr):
+    # Someone with write access to the directory plants a record naming an unrelated
+    # process, without a start time, for a key whose lock they hold.
+    import subprocess
+
+    victim = subprocess.Popen(["sleep", "60"])
+    lock = sr.lock_dir / "default.forged.lock"
+    locker = subprocess.Popen(["flock", str(lock), "sleep", "60"])
+    wait_for(lambda: sr.run("status", "-n", "forged").returncode in (0, 1), what="locked")
+    forged = {"job_id": "FORGED", "group": "default", "name": "forged", "pid": victim.pid,
+              "host": os.uname().nodename, "user": "x", "started_at": time.time()}  # fmt: skip
+    body = json.dumps(forged)
+    (sr.lock_dir / "default.forged.rec").write_text(f"singlerun-record 1\n{body}\n")
+    wait_for(lambda: sr.run("status", "-n", "forged").returncode == 0, what="running")
+    r = sr.run("stop", "-n", "forged", "--kill-after", "1s", "--timeout", "3s")
+    assert r.returncode == 1
+    assert "not acting on job FORGED's record: it has no process start time" in r.stderr
+    assert victim.poll() is None  # untouched
+    r = sr.run("-n", "forged", "--replace", "--", "true")
+    assert r.returncode == 75 and "cannot replace it" in r.stderr
+    assert victim.poll() is None
+    victim.kill()
+    locker.kill()
