@@ -78,6 +78,7 @@ class FileStore:
         self.location = lock_dir  # for messages
         self._locks: dict[str, tuple[filelock.FileLock, list[int]]] = {}
         self._ledger: Ledger | None = None
+        self._watches: list[CloseWatch] = []  # closed in release(), off the handoff path
 
     def _path(self, key: JobKey, slot: int, suffix: str) -> str:
         slot_part = f"@{slot}" if slot else ""
@@ -261,7 +262,9 @@ class FileStore:
             raise
         finally:
             if watch is not None:
-                watch.close()
+                # Closing an inotify instance waits for an RCU grace period (~5 ms here):
+                # not before the job starts, but once the lock is released (release()).
+                self._watches.append(watch)
             os.close(qfd)
 
     def release(self, lease: Lease) -> None:
@@ -273,6 +276,8 @@ class FileStore:
             if os.stat(path, follow_symlinks=False).st_ino == held.record_inode:
                 os.unlink(path)
         held.lock.release()
+        while self._watches:
+            self._watches.pop().close()
 
     # -- inspection and control -------------------------------------------------------------
 
