@@ -85,6 +85,8 @@ def _run_line(e: dict[str, Any]) -> str:
         )
     elif (e.get("attempt") or 1) > 1:
         attempt = f" [attempt {e['attempt']}]"
+    if e.get("wrapper_gone"):
+        attempt += " [its singlerun is gone; this process still holds the lock]"
     return (
         f"job {safe(e['job_id'])} pid {e['pid']} on {safe(e['host'])} as {safe(e['user'])}, "
         f"started {e['started_at']} ({age} ago){attempt}: {safe(shlex.join(e['command']))}"

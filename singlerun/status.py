@@ -17,17 +17,40 @@ def _rfc3339(epoch: float | None) -> str | None:
 
 
 _RUN_FIELDS = (
-    *("job_id", "pid", "host", "user", "command", "started_at", "elapsed_s"),
+    *("job_id", "pid", "wrapper_gone", "host", "user", "command", "started_at", "elapsed_s"),
     *("attempt", "next_attempt_at"),
 )
+
+
+def _holding_pid(record: Record) -> tuple[int, bool]:
+    """The PID that holds the key, and whether its singlerun is gone: after `kill -9` of
+    singlerun, its job (which shares the lock) holds on, and that is the PID to show."""
+    from singlerun.identity import host
+
+    if record.host != host() or not record.child_pid:
+        return record.pid, False
+    from singlerun.liveness import alive  # lazy: psutil, for this case only
+
+    if alive(record.pid, record.pid_started):
+        return record.pid, False
+    return (
+        (record.child_pid, True)
+        if alive(record.child_pid, record.child_started)
+        else (
+            record.pid,
+            False,
+        )
+    )
 
 
 def _run_fields(record: Record | None, now: float) -> dict[str, Any]:
     if record is None:
         return dict.fromkeys(_RUN_FIELDS)
+    pid, wrapper_gone = _holding_pid(record)
     return {
         "job_id": record.job_id,
-        "pid": record.pid,
+        "pid": pid,
+        "wrapper_gone": wrapper_gone,
         "host": record.host,
         "user": record.user,
         "command": record.command,

@@ -58,3 +58,28 @@ def test_readme_transcripts_run_as_written(sr, tmp_path):
         assert len(got) == len(expected) and all(map(_matches, expected, got)), (
             f"$ {command}\nexpected:\n" + "\n".join(expected) + "\ngot:\n" + r.stdout
         )
+
+
+def test_the_self_wrapping_recipe_locks_even_inside_another_job(sr, tmp_path):
+    """The README's reindex.sh recipe, called from inside another singlerun job, still
+    takes its own key (an earlier recipe checked only SINGLERUN_JOB_ID and ran twice)."""
+    import subprocess
+
+    from tests.conftest import SINGLERUN
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    recipe = readme.split("# reindex.sh:", 1)[1].split("make reindex", 1)[0]
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    (bindir / "singlerun").write_text(f'#!/bin/sh\nexec {" ".join(SINGLERUN)} "$@"\n')
+    (bindir / "singlerun").chmod(0o755)
+    script = tmp_path / "reindex.sh"
+    script.write_text(f"#!/bin/sh\n#{recipe}echo in $SINGLERUN_JOB_NAME; sleep 1\n")
+    script.chmod(0o755)
+    env = {**sr.env, "PATH": f"{bindir}:{sr.env['PATH']}"}
+    first = subprocess.Popen([str(script)], env=env, stdout=subprocess.PIPE, text=True)
+    assert first.stdout.readline() == "in reindex\n"
+    # The same script from inside another job: it must wait for, not overlap with, the first.
+    r = sr.run("-n", "outer", "--", str(script), env={"PATH": env["PATH"]}, timeout=30)
+    assert r.returncode == 0 and r.stdout == "in reindex\n"
+    assert first.wait(10) == 0

@@ -1,5 +1,6 @@
 """Signals reach the job; Ctrl-C is delivered once; kill -9 of singlerun keeps the key safe."""
 
+import json
 import os
 import pty
 import re
@@ -108,6 +109,10 @@ def test_kill_9_of_singlerun_keeps_the_key_until_the_job_ends(sr):
     assert r.returncode == 75, r.stderr  # the job still holds the lock
     assert f"pid {job_pid}, started " in r.stderr
     assert f"its singlerun, pid {holder.pid}, is gone)" in r.stderr
+    # status names the process that still holds the lock, and says the wrapper is gone.
+    (entry,) = json.loads(sr.run("status", "--json", "-n", "k9").stdout)
+    assert (entry["state"], entry["pid"], entry["wrapper_gone"]) == ("running", job_pid, True)
+    assert "its singlerun is gone" in sr.run("status", "-n", "k9").stdout
     os.kill(job_pid, signal.SIGKILL)
     os.waitpid(job_pid, 0)  # re-parented to us (subreaper): reap it
     r = sr.run("-n", "k9", "--", "true")

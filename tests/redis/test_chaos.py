@@ -11,6 +11,7 @@ import signal
 import subprocess
 import threading
 import time
+from pathlib import Path
 
 import psutil
 
@@ -21,26 +22,7 @@ from tests.torture.report import FIGURES, LONG
 RUNS = int(os.environ.get("REDIS_CHAOS_RUNS") or (3000 if LONG else 300))
 CONTENDERS = 3
 
-# Enter by publishing a marker atomically (ln fails if it exists); a marker left by a job
-# that is still alive means two ran at once. Log the token on entry.
-JOB = r"""
-box=$1
-echo $$ > "$box/m.$$"
-until ln "$box/m.$$" "$box/inside" 2>/dev/null; do
-  other=$(cat "$box/inside" 2>/dev/null)
-  if [ -n "$other" ] && grep -qs chaos-job "/proc/$other/cmdline" \
-     && ! grep -qs '^State:.*Z' "/proc/$other/status"; then
-    echo "$$ entered while $other was inside" >> "$box/violations"
-    break
-  fi
-  rm -f "$box/inside"
-done
-rm -f "$box/m.$$"
-echo "$SINGLERUN_FENCING_TOKEN" >> "$box/tokens"
-sleep "$2"
-[ "$(cat "$box/inside" 2>/dev/null)" = $$ ] && rm -f "$box/inside"
-exit 0
-"""
+CHAOS_JOB = str(Path(__file__).parents[1] / "helpers" / "chaos_job.sh")
 
 
 def _contender(argv, env, budget, procs, lock, stop, rng):
@@ -96,14 +78,12 @@ def test_chaos_no_overlap_and_increasing_tokens(rr, redis_server, prefix, tmp_pa
     seed = int(os.environ.get("CHAOS_SEED") or time.time_ns() % 10**12)
     print(f"chaos seed: CHAOS_SEED={seed}")
     rng = random.Random(seed)
-    script = tmp_path / "job.sh"
-    script.write_text(JOB)
     box = tmp_path / "box"
     box.mkdir()
     proxy = Proxy(redis_server.port)
     env = {**rr.env, "SINGLERUN_BACKEND": proxy.url(prefix)}
     argv = [*SINGLERUN, "-q", "-n", "chaos", "--wait-timeout", "5s", "--lease-ttl", "1s"]
-    argv += ["--", "sh", str(script), str(box)]
+    argv += ["--", "sh", CHAOS_JOB, str(box)]
     budget, procs, lock, stop = [RUNS], [], threading.Lock(), threading.Event()
     counts = {a: 0 for a in ("kill", "freeze", "pause", "cut", "none")}
     chaos = threading.Thread(

@@ -10,6 +10,7 @@ import signal
 import subprocess
 import threading
 import time
+from pathlib import Path
 
 import psutil
 import pytest
@@ -22,27 +23,7 @@ ROUNDS = 30 if LONG else 2
 CHAOS = (signal.SIGKILL, signal.SIGTERM, signal.SIGINT)
 DOCUMENTED = {0, 75} | {128 + s for s in CHAOS} | {-s for s in CHAOS}
 
-# The job: enter by publishing a marker atomically (ln fails if it exists). A marker that is
-# already there belongs to a live job (an overlap) unless that job was killed: its PID is
-# gone, a zombie, or now another program (PID reuse), all of which /proc tells.
-JOB = r"""
-box=$1 marker=$1/inside
-echo $$ > "$box/m.$$"
-until ln "$box/m.$$" "$marker" 2>/dev/null; do
-  other=$(cat "$marker" 2>/dev/null)
-  if [ -n "$other" ] && grep -qs chaos-job "/proc/$other/cmdline" \
-     && ! grep -qs '^State:.*Z' "/proc/$other/status"; then
-    echo "$$ entered while $other was inside" >> "$box/violations"
-    break
-  fi
-  rm -f "$marker"
-done
-rm -f "$box/m.$$"
-echo $$ >> "$box/runs"
-sleep 0.02
-[ "$(cat "$marker" 2>/dev/null)" = $$ ] && rm -f "$marker"
-exit 0
-"""
+CHAOS_JOB = str(Path(__file__).parents[1] / "helpers" / "chaos_job.sh")
 
 
 def _interpreter_start_up(code: int, err: str) -> bool:
@@ -89,8 +70,6 @@ def _no_process_left(timeout: float = 15) -> None:
 
 @pytest.mark.parametrize("mode", ["one-key", "one-key-wait", "few-keys-mixed"])
 def test_chaos_never_overlaps(sr, tmp_path, mode):
-    script = tmp_path / "job.sh"
-    script.write_text(JOB)
     # Replay with CHAOS_SEED=<seed>: the same launchers, keys and chaos choices (the timing,
     # and so which process each signal lands on, is the machine's).
     seed = int(os.environ.get("CHAOS_SEED") or time.time_ns() % 10**12)
@@ -113,8 +92,9 @@ def test_chaos_never_overlaps(sr, tmp_path, mode):
                 *(["--wait"] if wait else []),
                 "--",
                 "sh",
-                str(script),
+                CHAOS_JOB,
                 str(boxes[key]),
+                "0.02",
                 "chaos-job",
             ]
             procs.append(
