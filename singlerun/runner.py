@@ -30,8 +30,6 @@ if TYPE_CHECKING:
     from singlerun.lease import LeaseTicker
     from singlerun.store.protocol import Store
 
-LOST = "lease lost"  # lease.py's reason for stopping a job (not imported: file store runs)
-
 
 @dataclass(frozen=True, eq=False)  # never compared: no __eq__ to build at each start-up
 class RunConfig:
@@ -154,8 +152,6 @@ def _acquire(store: Store, cfg: RunConfig, me: Record) -> Lease:
 
 
 def _outcome(ended: supervise.Ended, reason: str | None) -> str:
-    if ended.stopped == LOST:
-        return "lost"
     if ended.timed_out:
         return "timeout"
     if reason == "replaced":
@@ -258,23 +254,24 @@ def _attempt(
     ended = supervise.run(
         cfg.command, env, keep_fd=keep, on_started=started, limit=limit, ticker=ticker
     )
+    lost = False
     if ticker is not None:
         ticker.disarm()
-        if ticker.expired() and not cfg.keep_running_without_lease:
-            ended = replace(ended, stopped=LOST)
+        # A tick may have stopped the job, or the watchdog killed it before one could.
+        lost = ticker.expired() and not cfg.keep_running_without_lease
     global died_of_sigint
     died_of_sigint = ended.signal == signal.SIGINT
     reason = _stop_reason(store, lease, books)
-    outcome = _outcome(ended, reason)
+    outcome = "lost" if lost else _outcome(ended, reason)
     code = ExitCode.TIMEOUT if ended.timed_out else ended.code
     if cfg.verbose:
         say(f"{cfg.key}: job {me.job_id} ended: {outcome}, status {ended.code}")
-    if ended.stopped == LOST:  # always said (SPEC §8), and singlerun's failure: 125
+    if lost:  # always said (SPEC §8), and singlerun's failure: 125
         say(f"{cfg.key}: the lease on {store.location} was lost; job {me.job_id} was stopped")
         code = ExitCode.INTERNAL
     elif ended.timed_out:  # even with -q (SPEC §8): a stopped job is never silent
         say(f"{cfg.key}: job {me.job_id} exceeded --max-runtime and was stopped")
-    return _Attempt(me, code, outcome, ended, stopped=reason is not None)
+    return _Attempt(me, code, outcome, ended, stopped=reason is not None or lost)
 
 
 def run(cfg: RunConfig) -> int:
@@ -372,7 +369,7 @@ def _more_attempts(
         )
         _publish_quietly(store, lease, waiting, books)
         _write_history(store, last.record, lease, last.code, last.outcome, books)
-        if supervise.pause(pause, ticker) is not None:
+        if supervise.pause(pause, ticker):
             break  # signalled or stopped while waiting: the last attempt's status stands
         me = replace(
             last.record,

@@ -261,10 +261,10 @@ def run(
             os.close(tty)
 
 
-def pause(seconds: float, ticker: Ticker | None) -> int | None:
+def pause(seconds: float, ticker: Ticker | None) -> bool:
     """Sleep between two attempts with the job's signals still blocked (as `run` leaves
-    them); the lease is kept meanwhile. Returns the terminating signal that cut the pause
-    short (SIGWINCH and SIGCHLD do not), or None once it has run its course."""
+    them); the lease is kept meanwhile. True if it was cut short: a terminating signal
+    (not SIGWINCH or SIGCHLD), a stop request, or a lost lease."""
     now = time.monotonic()
     end = now + seconds
     tick_due = None if ticker is None else now + ticker.interval
@@ -272,9 +272,9 @@ def pause(seconds: float, ticker: Ticker | None) -> int | None:
         if ticker is not None and tick_due is not None and now >= tick_due:
             verdict = ticker.tick()
             if verdict is not None:
-                return signal.SIGTERM  # the lease is lost, or a stop was asked for
+                return True
             tick_due = time.monotonic() + ticker.interval
         info = _next_signal(min(end, tick_due or end))
         if info is not None and info.si_signo in FORWARDED and info.si_signo != signal.SIGWINCH:
-            return info.si_signo
-    return None
+            return True
+    return False

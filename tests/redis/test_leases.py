@@ -76,7 +76,7 @@ def test_server_paused_longer_than_the_ttl_stops_the_job_125(rr, redis_server):
 
 def test_server_paused_briefly_is_survived(rr, redis_server):
     proc = rr.start("-n", "b", "--lease-ttl", "3s", "--", "sh", "-c", "sleep 2; echo done")
-    time.sleep(0.3)
+    wait_for(lambda: rr.run("status", "-n", "b").returncode == 0, what="running")
     redis_server.pause()
     time.sleep(1.0)  # under the deadline (3 s - 0.6 s margin)
     redis_server.resume()
@@ -96,7 +96,7 @@ def test_on_lease_lost_continue_keeps_the_job_running(rr, redis_server):
         "-n", "c", "--lease-ttl", "2s", "--on-lease-lost", "continue", "--",
         "sh", "-c", "sleep 3; echo finished",
     )  # fmt: skip
-    time.sleep(0.3)
+    wait_for(lambda: rr.run("status", "-n", "c").returncode == 0, what="running")
     redis_server.restart()
     assert proc.wait(15) == 0
     assert proc.stdout.read() == "finished\n"

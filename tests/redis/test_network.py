@@ -98,7 +98,8 @@ def test_contenders_in_separate_network_namespaces(rr, redis_server, prefix, tmp
                     f"echo start {name} >> {out_file}; sleep 1; echo end {name} >> {out_file}",
                 ]
                 procs.append(subprocess.Popen(argv, env=env, stderr=subprocess.PIPE, text=True))
-                time.sleep(0.3)
+                if i == 0:  # the first holds the key before the second asks for it
+                    wait_for(lambda: out_file.exists(), what="first job started")
             for p in procs:
                 assert p.wait(30) == 0, p.stderr.read()
             lines = out_file.read_text().split("\n")

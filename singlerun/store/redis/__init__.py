@@ -177,12 +177,12 @@ class RedisStore:
 
     # -- inspection and control ----------------------------------------------------------------
 
-    def _inspect(self, key: JobKey | None, stem: str) -> tuple[list[Any], ...]:
-        base = f"{self.prefix}{{{stem}}}"
-        return tuple(self._run("INSPECT", base))
+    def _inspect(self, stem: str) -> tuple[list[Any], ...]:
+        """(held slots, their records, stale slots, their records, waiters' records)."""
+        return tuple(self._run("INSPECT", f"{self.prefix}{{{stem}}}"))
 
     def holders(self, key: JobKey, slots: int) -> list[Record]:
-        held, held_recs, *_ = self._inspect(key, key.stem)
+        held, held_recs, *_ = self._inspect(key.stem)
         return [
             r for s, d in zip(held, held_recs, strict=True) if int(s) < slots and (r := parse(d))
         ]
@@ -192,7 +192,7 @@ class RedisStore:
             stems = sorted(_text(s) for s in self.client.smembers(f"{self.prefix}keys"))
         states = []
         for stem in stems:
-            _, held_recs, _, stale_recs, waiters = self._inspect(None, stem)
+            _, held_recs, _, stale_recs, waiters = self._inspect(stem)
             holders = [r for d in held_recs if (r := parse(d))]
             state = KeyState(
                 stem,
@@ -210,7 +210,7 @@ class RedisStore:
 
     def _slot_of(self, record: Record) -> int | None:
         key = JobKey(record.group, record.name)
-        held, held_recs, *_ = self._inspect(key, key.stem)
+        held, held_recs, *_ = self._inspect(key.stem)
         for slot, data in zip(held, held_recs, strict=True):
             found = parse(data)
             if found is not None and found.job_id == record.job_id:
@@ -237,7 +237,7 @@ class RedisStore:
 
     def clean(self, state: KeyState, *, dry_run: bool) -> list[Record | None]:
         base = f"{self.prefix}{{{state.stem}}}"
-        _, _, stale, _, _ = tuple(self._run("INSPECT", base))
+        _, _, stale, _, _ = self._inspect(state.stem)
         removed: list[Record | None] = []
         for slot in stale:
             data = self._run("CLEAN", base, int(slot), int(dry_run))

@@ -156,7 +156,6 @@ for i = 1, #recs, 2 do
     table.insert(stale, recs[i]); table.insert(stale_recs, recs[i + 1])
   end
 end
-local unrecorded = 0
 local waiters = {}
 for _, id in ipairs(redis.call('ZRANGE', base .. ':queue', 0, -1)) do
   if redis.call('EXISTS', base .. ':ticket:' .. id) == 1 then
