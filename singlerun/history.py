@@ -9,20 +9,21 @@ a record, not a gate: a run whose row cannot be written still ran (the caller wa
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import os
+import stat
 from dataclasses import astuple, dataclass
 from typing import TYPE_CHECKING
 
 from singlerun.compactjson import dumps
-from singlerun.errors import StoreError
 
 if TYPE_CHECKING:
+    from singlerun.lockdir import LockDir
     from singlerun.record import Record
 
 JOURNAL = "history.log"  # key files all end in .lock/.rec/.queue/.stop: no clash
 FOLD_AT = 64 * 1024  # journal bytes past which a run folds it into the ledger
-_FLAGS = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
 
 
 @dataclass(frozen=True)
@@ -95,21 +96,22 @@ def parse_journal(data: bytes) -> list[Run]:
     return runs
 
 
-def append(lock_dir: str, runs: tuple[Run, ...]) -> None:
+def append(lock_dir: LockDir, runs: tuple[Run, ...]) -> None:
     """Add rows to the journal (one write), folding it into the ledger once it is large."""
-    path = os.path.join(lock_dir, JOURNAL)
     data = b"".join(journal_line(run) for run in runs)
     try:
-        fd = os.open(path, _FLAGS, 0o660)
+        fd = lock_dir.open(JOURNAL, os.O_WRONLY | os.O_APPEND, create=True)
         try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):  # a planted FIFO or device
+                raise OSError(errno.EINVAL, "not a regular file")
             fcntl.flock(fd, fcntl.LOCK_SH)  # a fold (LOCK_EX) reads and empties it
             if os.write(fd, data) != len(data):
-                raise OSError(27, "File too large")  # EFBIG: a file size limit
+                raise OSError(errno.EFBIG, os.strerror(errno.EFBIG))  # a file size limit
             size = os.fstat(fd).st_size
         finally:
             os.close(fd)
     except OSError as exc:
-        raise StoreError(f"cannot write the run history {path}: {exc.strerror or exc}") from None
+        raise lock_dir.error("write the run history", JOURNAL, exc) from None
     if size >= FOLD_AT:
         from singlerun.ledger import Ledger  # lazy: sqlite3, once per many runs
 

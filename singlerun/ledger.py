@@ -1,7 +1,10 @@
 """The run ledger: the sqlite3 database that history.log is folded into.
 
-WAL and a busy timeout let many processes use it at once. Reads merge the ledger with the
-journal not yet folded, so a run is visible the moment it has ended.
+Only a fold writes it, under the journal's exclusive flock, so writers never contend; a
+rollback journal (not WAL) lets readers open it read-only, creating no file and needing no
+write access (`status` and `history` leave nothing behind). A busy timeout bounds every
+wait. Reads merge the ledger with the journal not yet folded, so a run is visible the
+moment it has ended.
 """
 
 from __future__ import annotations
@@ -10,18 +13,20 @@ import contextlib
 import fcntl
 import os
 import sqlite3
+import stat
 import time
 from collections.abc import Iterator
 from dataclasses import astuple, fields
 
 from singlerun.errors import StoreError
 from singlerun.history import JOURNAL, Run, parse_journal
+from singlerun.lockdir import LockDir
 
 FILE_NAME = "history.db"
 KEEP = 10_000  # finished runs the ledger keeps (as the Redis store's stream)
 _BUSY_TIMEOUT_MS = 5_000  # plenty for ms-long inserts; a wedged ledger costs a fold 5 s
 _TRANSIENT = (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)  # primary result codes
-_READ_FLAGS = os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
+_SIDE_FILES = ("-journal", "-wal", "-shm")  # sqlite3's own files beside the database
 
 _COLUMNS = ", ".join(f'"{f.name}"' for f in fields(Run))
 _SCHEMA = """
@@ -46,31 +51,20 @@ def _failing_as(action: str) -> Iterator[None]:
 
 
 class Ledger:
-    def __init__(self, lock_dir: str) -> None:
-        self.path = os.path.join(lock_dir, FILE_NAME)
-        self.journal = os.path.join(lock_dir, JOURNAL)
+    def __init__(self, lock_dir: LockDir) -> None:
+        self.dir = lock_dir
 
     def _journal(self) -> list[Run]:
         """The rows not yet folded into the ledger."""
-        try:
-            fd = os.open(self.journal, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
-        except FileNotFoundError:
-            return []
-        except OSError as exc:
-            raise StoreError(
-                f"cannot read the run history {self.journal}: {exc.strerror}"
-            ) from None
-        with os.fdopen(fd, "rb") as f:
-            return parse_journal(f.read())
+        found = self.dir.read(JOURNAL)
+        return parse_journal(found[0]) if found else []
 
     def fold(self) -> None:
         """Move the journal's rows into the ledger, then empty the journal; appends wait."""
         try:
-            fd = os.open(self.journal, _READ_FLAGS)
+            fd = self.dir.open(JOURNAL, os.O_RDWR)
         except OSError as exc:
-            raise StoreError(
-                f"cannot fold the run history {self.journal}: {exc.strerror}"
-            ) from None
+            raise self.dir.error("fold the run history", JOURNAL, exc) from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
             with os.fdopen(os.dup(fd), "rb") as f:
@@ -82,20 +76,57 @@ class Ledger:
         finally:
             os.close(fd)
 
+    def _check_files(self) -> bool:
+        """Whether the ledger exists; refuses a planted symlink or non-file at any of the
+        names sqlite3 opens (it follows symlinks and cannot be given O_NOFOLLOW)."""
+        exists = False
+        for name in (FILE_NAME, *(FILE_NAME + side for side in _SIDE_FILES)):
+            st = self.dir.lstat(name)
+            if st is not None and not stat.S_ISREG(st.st_mode):
+                raise sqlite3.OperationalError(f"{self.dir.show(name)} is not a regular file")
+            exists = exists or (st is not None and name == FILE_NAME)
+        return exists
+
     def _connect(self) -> sqlite3.Connection:
-        if os.path.islink(self.path):
-            raise sqlite3.OperationalError(f"{self.path} is a symbolic link")
-        db = sqlite3.connect(self.path, timeout=_BUSY_TIMEOUT_MS / 1000, isolation_level=None)
+        """A writing connection; creates the ledger with the directory's file mode (sqlite3
+        gives its journal the database's mode)."""
+        if not self._check_files():
+            with contextlib.suppress(FileExistsError):
+                os.close(self.dir.open(FILE_NAME, os.O_WRONLY, create=True))
+        db = sqlite3.connect(
+            self.dir.at(FILE_NAME), timeout=_BUSY_TIMEOUT_MS / 1000, isolation_level=None
+        )
         db.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
-        if db.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
-            db.execute("PRAGMA journal_mode = WAL")
-        db.execute("PRAGMA synchronous = NORMAL")  # WAL: durable across crashes of processes
+        if db.execute("PRAGMA journal_mode").fetchone()[0] != "delete":
+            db.execute("PRAGMA journal_mode = DELETE")  # a ledger from a WAL-mode singlerun
         db.executescript(_SCHEMA)
         have = {row[1] for row in db.execute("PRAGMA table_info(runs)")}
         for column, kind in _ADDED.items():
             if column not in have:
                 db.execute(f"ALTER TABLE runs ADD COLUMN {column} {kind}")
         return db
+
+    def _reader(self) -> sqlite3.Connection | None:
+        """A read-only connection, None if there is no ledger yet."""
+        if not self._check_files():
+            return None
+        if self._wal_mode():
+            self._connect().close()  # converted once, by whoever reads it first
+        uri = f"file:{self.dir.at(FILE_NAME)}?mode=ro"
+        db = sqlite3.connect(uri, uri=True, timeout=_BUSY_TIMEOUT_MS / 1000, isolation_level=None)
+        db.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
+        have = {row[1] for row in db.execute("PRAGMA table_info(runs)")}
+        if not have >= {f.name for f in fields(Run)}:  # an older schema: a fold migrates it
+            db.close()
+            self._connect().close()
+            db = sqlite3.connect(uri, uri=True, timeout=_BUSY_TIMEOUT_MS / 1000)
+        return db
+
+    def _wal_mode(self) -> bool:
+        """Whether the ledger was left in WAL mode (header byte 18 is 2), which read-only
+        connections cannot open without the -shm file."""
+        found = self.dir.read(FILE_NAME, 100)
+        return found is not None and len(found[0]) >= 19 and found[0][18] == 2
 
     def add(self, *runs: Run) -> None:
         """Insert rows (once per job ID: a run cannot end twice).
@@ -151,8 +182,6 @@ class Ledger:
         return newest if limit is None else newest[:limit]
 
     def _ledger_runs(self, group: str | None, name: str | None, limit: int | None) -> list[Run]:
-        if not os.path.exists(self.path):
-            return []
         where, args = [], []
         for column, value in (('"group"', group), ("name", name)):
             if value is not None:
@@ -165,7 +194,9 @@ class Ledger:
         if limit is not None:
             sql += f" LIMIT {int(limit)}"
         with _failing_as("read"):
-            db = self._connect()
+            db = self._reader()
+            if db is None:
+                return []
             try:
                 return [Run(*row) for row in db.execute(sql, args)]
             finally:
@@ -181,10 +212,10 @@ class Ledger:
         return last
 
     def _ledger_last(self) -> dict[tuple[str, str], Run]:
-        if not os.path.exists(self.path):
-            return {}
         with _failing_as("read"):
-            db = self._connect()
+            db = self._reader()
+            if db is None:
+                return {}
             try:
                 rows = db.execute(
                     f"SELECT {_COLUMNS} FROM runs r WHERE started_at = (SELECT MAX(started_at) "

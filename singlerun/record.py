@@ -34,6 +34,10 @@ class Record:
     attempt: int = 1  # --retry/--respawn: which attempt runs (or ran last)
     next_attempt_at: float | None = None  # epoch seconds: between attempts, when the next starts
     run_id: str = ""  # the job ID of the run this attempt belongs to ('' : the same)
+    # Not written: the uid owning the file the record was read from (file store only). In a
+    # shared directory anyone in the group can write a record; only this uid's processes
+    # may be signalled on its word.
+    owner_uid: int | None = field(default=None, compare=False)
 
     def with_child(self, pid: int, started: float | None) -> Record:
         return replace(self, child_pid=pid, child_started=started)
@@ -61,11 +65,11 @@ _REQUIRED = {f.name for f in fields(Record) if f.default is MISSING is f.default
 
 
 def encode(record: Record) -> bytes:
-    body = dumps(vars(record))
+    body = dumps({k: v for k, v in vars(record).items() if k != "owner_uid"})
     return _HEADER + str(VERSION).encode() + b"\n" + body.encode() + b"\n"
 
 
-def parse(data: bytes) -> Record | None:
+def parse(data: bytes, owner_uid: int | None = None) -> Record | None:
     import json  # lazy: a run only writes records
 
     try:
@@ -85,4 +89,4 @@ def parse(data: bytes) -> Record | None:
         return None
     if not all(isinstance(a, str) for a in known.get("command", [])):
         return None
-    return Record(**known)
+    return Record(**known, owner_uid=owner_uid)

@@ -49,4 +49,4 @@ def open_store(lock_dir: str | None, backend: str | None = None, lease_ttl: floa
     from singlerun import lockdir
     from singlerun.store.files import FileStore
 
-    return FileStore(lockdir.prepare(lock_dir or lockdir.default_lock_dir()))
+    return FileStore(lockdir.LockDir(lock_dir or lockdir.default_lock_dir()))

@@ -328,15 +328,16 @@ def test_status_does_not_depend_on_the_history(sr):
 
 def test_the_ledger_keeps_a_bounded_number_of_runs(tmp_path, monkeypatch):
     from singlerun import history, ledger
+    from singlerun.lockdir import LockDir
 
     monkeypatch.setattr(ledger, "KEEP", 3)
     rows = [
         history.Run(f"J{i:02d}", "g", "n", "h", 1, 1000.0 + i, 1001.0 + i, 0, "ok", "[]")
         for i in range(5)
     ]
-    history.append(str(tmp_path), tuple(rows))
-    ledger.Ledger(str(tmp_path)).fold()
-    assert [r.job_id for r in ledger.Ledger(str(tmp_path)).runs()] == ["J04", "J03", "J02"]
+    history.append(LockDir(str(tmp_path)), tuple(rows))
+    ledger.Ledger(LockDir(str(tmp_path))).fold()
+    assert [r.job_id for r in ledger.Ledger(LockDir(str(tmp_path))).runs()] == ["J04", "J03", "J02"]
 
 
 def test_stop_never_signals_a_process_on_the_word_of_an_unverifiable_record(sr):

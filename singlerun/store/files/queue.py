@@ -10,10 +10,10 @@ removed by its successor.
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import fcntl
 import os
+import secrets
 from dataclasses import dataclass
 
 from singlerun.record import MAX_SIZE, Record, encode, parse
@@ -51,25 +51,14 @@ def _launch_order() -> str:
     return f"{ticks:016d}{os.getpid():010d}"
 
 
-def open_dir(path: str, mode: int) -> int:
-    """Open (creating if needed) a queue directory, refusing anything but a real directory."""
-    try:
-        os.mkdir(path, mode)
-        os.chmod(path, mode)  # mkdir applies the umask; the queue shares the lock dir's mode
-    except FileExistsError:
-        pass
-    return os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
-
-
-def join(dir_fd: int, me: Record) -> Ticket:
+def join(dir_fd: int, me: Record, mode: int) -> Ticket:
     fcntl.flock(dir_fd, fcntl.LOCK_EX)  # held for a few syscalls only
     try:
         name = _launch_order()
-        tmp = f"tmp-{os.getpid()}"
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp, dir_fd=dir_fd)  # left by a dead process that had our PID
-        fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL | _OPEN_FLAGS, 0o644, dir_fd=dir_fd)
+        tmp = f"tmp-{secrets.token_hex(8)}"  # unpredictable: nothing can be planted there
+        fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL | _OPEN_FLAGS, 0o600, dir_fd=dir_fd)
         try:
+            os.fchmod(fd, mode)  # the lock directory's file mode, whatever the umask
             fcntl.flock(fd, fcntl.LOCK_EX)
             data = encode(me)
             if os.write(fd, data) != len(data):  # a file size limit cuts writes short
@@ -121,7 +110,7 @@ def waiters(dir_fd: int) -> list[tuple[Record | None, bool]]:
                 alive = False
             except BlockingIOError:
                 alive = True
-            out.append((parse(os.read(fd, MAX_SIZE)), alive))
+            out.append((parse(os.read(fd, MAX_SIZE), os.fstat(fd).st_uid), alive))
         finally:
             os.close(fd)
     return out

@@ -7,24 +7,27 @@ tickets say who holds and who waits.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from singlerun.keys import JobKey
-from singlerun.record import parse
+from singlerun.record import MAX_SIZE, parse
 from singlerun.store.files import proclocks, queue
 from singlerun.store.protocol import KeyState
+
+if TYPE_CHECKING:
+    from singlerun.lockdir import LockDir
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
-def scan(lock_dir: str, read: Callable[[str], bytes | None]) -> list[KeyState]:
+def scan(lock_dir: LockDir) -> list[KeyState]:
     """Every key with files in `lock_dir`: held and free slots, records, live waiters."""
     held = proclocks.held_files()
-    dev = os.stat(lock_dir).st_dev
+    dev = os.fstat(lock_dir.fd).st_dev
     slots: dict[str, dict[int, str]] = {}  # stem -> slot -> "held" | "free"
     records: set[str] = set()
     queues: list[str] = []
-    with os.scandir(lock_dir) as entries:
+    with os.scandir(lock_dir.fd) as entries:
         for entry in entries:
             base, dot, suffix = entry.name.rpartition(".")
             stem, _, slot_text = base.partition("@")
@@ -43,8 +46,9 @@ def scan(lock_dir: str, read: Callable[[str], bytes | None]) -> list[KeyState]:
         state = states[stem]
         for slot, how in sorted(by_slot.items()):
             rec_name = f"{stem}@{slot}.rec" if slot else f"{stem}.rec"
-            data = read(os.path.join(lock_dir, rec_name)) if rec_name in records else None
-            record = parse(data) if data else None
+            found = lock_dir.read(rec_name, MAX_SIZE) if rec_name in records else None
+            data = found[0] if found else None
+            record = parse(*found) if found and found[0] else None
             if how == "held":
                 if record is None:
                     state.unrecorded += 1
@@ -54,7 +58,7 @@ def scan(lock_dir: str, read: Callable[[str], bytes | None]) -> list[KeyState]:
                 state.stale.append(record)
     for stem in queues:
         try:
-            qfd = os.open(os.path.join(lock_dir, f"{stem}.queue"), _DIR_FLAGS)
+            qfd = os.open(f"{stem}.queue", _DIR_FLAGS, dir_fd=lock_dir.fd)
         except OSError:
             continue
         try:
