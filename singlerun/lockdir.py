@@ -65,9 +65,9 @@ class LockDir:
         """Refuse an unsafe directory; return the mode of the files singlerun creates in it.
 
         Safe: owned by us or root, or a setgid directory of one of our groups (the shared
-        model); never writable by others without the sticky bit (like /tmp, where nobody
-        can replace another's files)."""
-        shared = bool(st.st_mode & stat.S_ISGID) and _in_group(st.st_gid)
+        model; root may administer any); never writable by others without the sticky bit
+        (like /tmp, where nobody can replace another's files)."""
+        shared = bool(st.st_mode & stat.S_ISGID) and (_in_group(st.st_gid) or os.geteuid() == 0)
         if st.st_uid not in (os.geteuid(), 0) and not shared:
             raise StoreError(
                 f"refusing lock directory {self.path}: it is owned by uid {st.st_uid}, not by "

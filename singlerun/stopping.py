@@ -14,7 +14,7 @@ import time
 
 import psutil
 
-from singlerun.errors import NotPermitted, SinglerunError
+from singlerun.errors import NotPermitted, SinglerunError, StoreError
 from singlerun.exitcodes import ExitCode
 from singlerun.identity import host
 from singlerun.keys import MAX_SLOTS, JobKey
@@ -51,17 +51,36 @@ def unverifiable(record: Record) -> str | None:
 
 def _processes(record: Record) -> list[psutil.Process]:
     """The run's live processes: its singlerun, its job and the job's descendants, each
-    verified by PID and start time."""
-    procs = []
+    verified by PID and start time, and tied to the uid that owns the record's file."""
+    procs: list[psutil.Process] = []
     run = ((record.pid, record.pid_started), (record.child_pid, record.child_started))
     for pid, started in run:
         if pid and started is not None and alive(pid, started):
-            with contextlib.suppress(psutil.Error):
+            with contextlib.suppress(psutil.NoSuchProcess):
                 proc = psutil.Process(pid)
+                _check_owner(record, proc, procs[0] if procs else None)
                 procs.append(proc)
                 if pid == record.child_pid:
                     procs.extend(proc.children(recursive=True))
     return procs
+
+
+def _check_owner(record: Record, proc: psutil.Process, wrapper: psutil.Process | None) -> None:
+    """In a shared directory a group member can write a record naming anyone's process.
+    Believe it only for processes of the uid that owns the record file: its singlerun, and
+    the job that singlerun started (whose uid the job itself may have changed, as sudo
+    does). A root-owned record was written by root."""
+    owner = record.owner_uid
+    if owner is None or owner == 0:
+        return
+    if wrapper is not None and proc.ppid() == wrapper.pid:
+        return  # the job of a verified singlerun
+    uid = proc.uids().real
+    if uid != owner:
+        raise Unverifiable(
+            f"not acting on job {record.job_id}'s record: its process {proc.pid} runs as "
+            f"uid {uid}, but the record file belongs to uid {owner}"
+        )
 
 
 def _signal(record: Record, procs: list[psutil.Process], sig: int) -> None:
@@ -145,7 +164,8 @@ def stop_run(
             raise _refused(record) from None
         except ProcessLookupError:
             pass
-    store.mark_stop(record, reason)
+    with contextlib.suppress(StoreError):  # only the note for its history row: signal anyway
+        store.mark_stop(record, reason)
     _signal(record, procs, sig)
     left = _wait_gone(procs, min(kill_after, timeout))
     if left and kill_after < timeout:
