@@ -120,3 +120,75 @@ def test_unwritable_lock_directory_fails_cleanly(sr, tmp_path):
         and "lock file" in r.stderr
         and r.stderr.count("\n") == 1
     )
+
+
+def test_fifo_at_lock_path_is_refused_without_blocking(sr):
+    os.mkfifo(sr.lock_dir / f"{STEM}.lock")
+    r = sr.run("-n", "k", "--", "echo", "ran", timeout=10)
+    assert r.returncode == 125 and r.stdout == "", r.stderr
+    assert (
+        r.stderr
+        == f"singlerun: refusing lock file {sr.lock_dir}/{STEM}.lock: it is not a regular file\n"
+    )
+
+
+def test_a_directory_swapped_while_the_job_runs_is_never_written(sr, tmp_path):
+    # The directory is checked once and used through its descriptor: replacing it by a
+    # symlink to another directory mid-run redirects nothing (record removal, history).
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir(mode=0o700)
+    (elsewhere / f"{STEM}.rec").write_text("precious\n")
+    holder, _ = sr.start_holder("-n", "k")
+    moved = tmp_path / "moved"
+    sr.lock_dir.rename(moved)
+    sr.lock_dir.symlink_to(elsewhere)
+    holder.terminate()
+    holder.wait(10)
+    assert sorted(p.name for p in elsewhere.iterdir()) == [f"{STEM}.rec"]
+    assert (elsewhere / f"{STEM}.rec").read_text() == "precious\n"
+    assert not (moved / f"{STEM}.rec").exists()  # its own record went, from the real place
+    assert "default" in (moved / "history.log").read_text()
+
+
+def _snapshot(d):
+    return {p.name: (p.stat().st_mtime_ns, p.stat().st_size) for p in d.iterdir()}
+
+
+def test_status_and_history_are_read_only(sr):
+    from singlerun.history import FOLD_AT
+
+    arg = "x" * 2000
+    while not (sr.lock_dir / "history.db").exists():  # fill the journal until it is folded
+        assert sr.run("-n", "k", "--", "true", arg).returncode == 0
+        assert (sr.lock_dir / "history.log").stat().st_size < FOLD_AT + 4096
+    assert sr.run("-n", "k", "--", "true").returncode == 0  # a row in the journal too
+    before = _snapshot(sr.lock_dir)
+    for args in (("status",), ("status", "--json"), ("history",), ("history", "--json")):
+        r = sr.run(*args)
+        assert r.returncode == 0 and "k" in r.stdout, r.stderr
+    assert _snapshot(sr.lock_dir) == before  # no -wal, -shm or -journal; nothing rewritten
+    r = sr.run("history", "--json", "-n", "k")
+    assert len(__import__("json").loads(r.stdout)) > 30
+
+
+def test_a_ledger_left_in_wal_mode_is_read_and_converted(sr):
+    import sqlite3
+
+    assert sr.run("-n", "k", "--", "true").returncode == 0
+    db = sqlite3.connect(sr.lock_dir / "history.db")
+    db.execute("PRAGMA journal_mode = WAL")
+    db.execute(
+        'CREATE TABLE runs (job_id TEXT PRIMARY KEY, "group" TEXT NOT NULL, name TEXT NOT NULL,'
+        " host TEXT NOT NULL, pid INTEGER NOT NULL, started_at REAL NOT NULL, ended_at REAL,"
+        " exit_status INTEGER, outcome TEXT NOT NULL, command TEXT NOT NULL)"
+    )
+    db.execute("INSERT INTO runs VALUES ('OLD', 'default', 'k', 'h', 1, 1.0, 2.0, 0, 'ok', '[]')")
+    db.commit()
+    db.close()
+    r = sr.run("history", "--json", "-n", "k")
+    assert r.returncode == 0 and r.stderr == "", r.stderr
+    assert [run["job_id"] for run in __import__("json").loads(r.stdout)][-1] == "OLD"
+    assert not list(sr.lock_dir.glob("history.db-*"))
+    before = _snapshot(sr.lock_dir)
+    assert sr.run("history", "-n", "k").returncode == 0
+    assert _snapshot(sr.lock_dir) == before

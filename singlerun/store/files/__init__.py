@@ -12,6 +12,7 @@ import contextlib
 import fcntl
 import os
 import signal
+import stat
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -19,7 +20,7 @@ from typing import TYPE_CHECKING
 
 import filelock
 
-from singlerun.errors import LockBusy, WaitTimeout
+from singlerun.errors import LockBusy, StoreError, WaitTimeout
 from singlerun.keys import MAX_SLOTS, JobKey, KeyFilter
 from singlerun.lockdir import LockDir
 from singlerun.record import MAX_SIZE, Record, encode, parse
@@ -134,10 +135,20 @@ class FileStore:
             return self._try_slot(key, slot, token)
         except OSError as exc:
             raise self.dir.error("open the lock file", name, exc) from None
+        self._verify(name, fds[-1], lock)
         # We hold the lock, so a record still there was left by a run that died.
         leftover = self.dir.read(self._name(key, slot, ".rec"), MAX_SIZE)
         reclaimed = None if leftover is None else Reclaimed(parse(*leftover))
         return Lease(key, slot, token, None, fds[-1], reclaimed, _Held(lock))
+
+    def _verify(self, name: str, fd: int, lock: filelock.FileLock) -> None:
+        """The locked descriptor must be a regular file, and the one now at `name` in our
+        directory: a planted FIFO or device is refused, as is a file swapped meanwhile."""
+        held, there = os.fstat(fd), self.dir.lstat(name)
+        if stat.S_ISREG(held.st_mode) and there is not None and os.path.samestat(held, there):
+            return
+        lock.release()
+        raise StoreError(f"refusing lock file {self.dir.show(name)}: it is not a regular file")
 
     def _try_any(self, key: JobKey, slots: int, token: str) -> Lease | None:
         for slot in range(slots):
