@@ -44,7 +44,9 @@ FORWARDED = (
     signal.SIGWINCH,
 )
 # SIGTTOU too: taking the terminal back from a background group would otherwise stop us.
-_BLOCKED = {*FORWARDED, signal.SIGCHLD, signal.SIGTTOU}
+# SIGTSTP: a Ctrl-Z that reaches us (before the job has the terminal) is passed on to the
+# job, whose stop we then mirror; we never stop halfway through handing the terminal over.
+_BLOCKED = {*FORWARDED, signal.SIGCHLD, signal.SIGTTOU, signal.SIGTSTP}
 _job_mask: set[int | signal.Signals] | None = None  # see run()
 # Python ignores these at start-up; the job must get the defaults (as subprocess does).
 _PYTHON_IGNORED = (signal.SIGPIPE, signal.SIGXFSZ)
@@ -77,16 +79,24 @@ def _spawn_error(command: str, code: int) -> SpawnError:
 
 
 def _spawn(
-    argv: list[str], env: dict[str, str], keep_fd: int | None, mask: set[int | signal.Signals]
+    argv: list[str],
+    env: dict[str, str],
+    keep_fd: int | None,
+    mask: set[int | signal.Signals],
+    tty: int | None,
 ) -> int:
-    """posix_spawn (vfork + exec): cheaper than fork() for a Python parent, and exec errors
-    come back as OSError here instead of through a pipe."""
+    """Start the job in its own process group, with the signal mask `mask`; with `tty`, give
+    it the terminal's foreground."""
     # Signals ignored when singlerun started (nohup) stay ignored for the job; the others,
     # and those Python itself ignores, get their defaults.
     reset = [s for s in FORWARDED if signal.getsignal(s) is not signal.SIG_IGN]
     if keep_fd is not None:
         os.set_inheritable(keep_fd, True)
     try:
+        if tty is not None:
+            return _fork_exec(argv, env, mask, [*reset, *_PYTHON_IGNORED])
+        # posix_spawn (vfork + exec): cheaper than fork() for a Python parent, and exec
+        # errors come back as OSError here instead of through a pipe.
         return os.posix_spawnp(
             argv[0], argv, env, setpgroup=0, setsigmask=mask, setsigdef=[*reset, *_PYTHON_IGNORED]
         )
@@ -97,15 +107,72 @@ def _spawn(
             os.close(keep_fd)
 
 
-def _stop_with_job(pgid: int, tty: int) -> None:
-    """The job was stopped from the terminal (Ctrl-Z): stop too, so the shell sees it; on
-    `fg`/`bg`, continue the job, handing the terminal back if we got it."""
-    with contextlib.suppress(OSError):
-        os.tcsetpgrp(tty, os.getpgrp())
-    os.kill(os.getpid(), signal.SIGSTOP)
-    with contextlib.suppress(OSError):
-        if os.tcgetpgrp(tty) == os.getpgrp():
-            os.tcsetpgrp(tty, pgid)
+def _fork_exec(
+    argv: list[str], env: dict[str, str], mask: set[int | signal.Signals], dfl: list[int]
+) -> int:
+    """fork + exec, for a job in a terminal's foreground. With posix_spawn, a Ctrl-Z in the
+    microseconds before the child leaves our process group stops it before its exec while
+    we wait in vfork for that exec: a hang only SIGKILL ends. Here the child inherits our
+    blocked SIGTSTP, leaves our group, then discards a Ctrl-Z that came meanwhile (ours,
+    still pending, is passed on to the job once it runs)."""
+    r, w = os.pipe2(os.O_CLOEXEC)
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover (the child execs)
+        code = errno.ENOEXEC
+        try:
+            os.setpgid(0, 0)
+            signal.signal(signal.SIGTSTP, signal.SIG_IGN)  # discards a pending one
+            for sig in (signal.SIGTSTP, *dfl):
+                signal.signal(sig, signal.SIG_DFL)
+            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+            os.execvpe(argv[0], argv, env)
+        except OSError as exc:
+            code = exc.errno or code
+        finally:
+            os.write(w, str(code).encode())
+            os._exit(ExitCode.NOT_FOUND)
+    os.close(w)
+    with os.fdopen(r, "rb") as pipe:
+        failed = pipe.read()  # EOF at the exec (close-on-exec); an errno if it failed
+    if failed:
+        os.waitpid(pid, 0)
+        raise OSError(int(failed), os.strerror(int(failed)))
+    return pid
+
+
+_JOB_CONTROL = (signal.SIGTSTP, signal.SIGTTIN, signal.SIGTTOU)
+
+
+def _has_terminal() -> bool:
+    try:
+        os.close(os.open("/dev/tty", os.O_RDONLY | os.O_NOCTTY | os.O_CLOEXEC))
+        return True
+    except OSError:
+        return False
+
+
+def _stop_self(sig: int) -> None:
+    """Stop now with `sig`; returns once continued."""
+    os.kill(os.getpid(), sig)
+    if sig in _BLOCKED:  # SIGTSTP, SIGTTOU: let it through for a moment
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {sig})
+        signal.pthread_sigmask(signal.SIG_BLOCK, {sig})
+
+
+def _stop_with_job(pgid: int, sig: int, tty: int | None) -> None:
+    """The job was stopped by job control (Ctrl-Z, or reading the terminal from the
+    background): stop too, with the same signal, so the shell sees its job stopped and `$?`
+    is 128+N as without us. On `fg`/`bg`, continue the job, giving it the terminal if the
+    shell gave it to us (fg)."""
+    if tty is not None and _owns(tty, pgid):
+        with contextlib.suppress(OSError):
+            os.tcsetpgrp(tty, os.getpgrp())
+    _stop_self(sig)
+    foreground = _foreground_tty()
+    if foreground is not None:
+        with contextlib.suppress(OSError):
+            os.tcsetpgrp(foreground, pgid)
+        os.close(foreground)
     _signal_group(pgid, signal.SIGCONT)
 
 
@@ -150,12 +217,15 @@ def _reaped(pid: int, tty: int | None) -> int | None:
         return None
     if not os.WIFSTOPPED(status):
         return status
-    if tty is not None:
-        if os.WSTOPSIG(status) in (signal.SIGTTIN, signal.SIGTTOU) and _owns(tty, pid):
-            # It touched the terminal before we had handed it over: carry on.
-            _signal_group(pid, signal.SIGCONT)
-        else:
-            _stop_with_job(pid, tty)
+    sig = os.WSTOPSIG(status)
+    if tty is not None and sig in (signal.SIGTTIN, signal.SIGTTOU) and _owns(tty, pid):
+        # It touched the terminal before we had handed it over: carry on.
+        _signal_group(pid, signal.SIGCONT)
+    elif tty is not None or (sig in _JOB_CONTROL and _has_terminal()):
+        # From a terminal's foreground any stop is mirrored; from its background (`&`),
+        # job control's. Without a terminal (cron, CI) we keep running, so that a lease is
+        # renewed and a stop of the job alone stays its own business.
+        _stop_with_job(pid, sig, tty)
     return None
 
 
@@ -215,7 +285,9 @@ def _wait(pid: int, tty: int | None, limit: Limit | None, ticker: Ticker | None)
             if code >= 0:
                 return Ended(code, None, timed_out, stopped, forwarded)
             return Ended(ExitCode.SIGNAL_BASE - code, -code, timed_out, stopped, forwarded)
-        if info.si_signo in FORWARDED:
+        if info.si_signo == signal.SIGTSTP:
+            _signal_group(pid, signal.SIGTSTP)  # its stop comes back as SIGCHLD: mirrored
+        elif info.si_signo in FORWARDED:
             # To the job's whole process group, as the terminal would (and as timeout(1) does).
             _signal_group(pid, info.si_signo)
             forwarded = forwarded or info.si_signo != signal.SIGWINCH
@@ -245,8 +317,8 @@ def run(
     sys.stderr.flush()
     pid = 0  # not started: the terminal was never handed over
     try:
-        pid = _spawn(argv, env, keep_fd, mask)
-        if tty is not None:
+        pid = _spawn(argv, env, keep_fd, mask, tty)
+        if tty is not None and _owns(tty, os.getpgrp()):  # SIGTSTP is blocked: no race
             with contextlib.suppress(OSError):
                 os.tcsetpgrp(tty, pid)
         on_started(pid)
@@ -275,6 +347,8 @@ def pause(seconds: float, ticker: Ticker | None) -> bool:
                 return True
             tick_due = time.monotonic() + ticker.interval
         info = _next_signal(min(end, tick_due or end))
-        if info is not None and info.si_signo in FORWARDED and info.si_signo != signal.SIGWINCH:
+        if info is not None and info.si_signo == signal.SIGTSTP:
+            _stop_self(signal.SIGTSTP)  # Ctrl-Z between attempts: no job, just us
+        elif info is not None and info.si_signo in FORWARDED and info.si_signo != signal.SIGWINCH:
             return True
     return False
