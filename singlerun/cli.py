@@ -317,14 +317,7 @@ def entry() -> None:
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(OSError, ValueError):  # a closed pipe: nothing more to say
             stream.flush()
-    runner = sys.modules.get("singlerun.runner")
-    if code == ExitCode.SIGNAL_BASE + signal.SIGINT and getattr(runner, "died_of_sigint", False):
-        die_of_sigint()
+    signals = sys.modules.get("singlerun.signals")  # loaded by a run only
+    if code == ExitCode.SIGNAL_BASE + signal.SIGINT and getattr(signals, "died_of_sigint", False):
+        signals.die_of_sigint()  # type: ignore[union-attr]
     os._exit(code)
-
-
-def die_of_sigint() -> None:
-    """End by SIGINT itself, so that a calling shell stops its loop on Ctrl-C ($? is 130)."""
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
-    os.kill(os.getpid(), signal.SIGINT)

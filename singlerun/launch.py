@@ -2,7 +2,7 @@
 
 Ctrl-C before singlerun holds anything ends it at once with 130 (Python's own handler would
 raise KeyboardInterrupt in the middle of imports, where it is printed and even swallowed);
-the runner replaces this handler before it takes a lock. `_signal`, not `signal`: the latter
+signals.py replaces this handler before singlerun takes a lock. `_signal`, not `signal`: the latter
 spends a millisecond building enums on import, a window in which Ctrl-C is not yet ours.
 If the interpreter cannot load singlerun at all (no free descriptors, no memory), one
 `singlerun: ...` line and 125. What the standard library prints while failing to load
@@ -19,7 +19,7 @@ from singlerun import PREFIX  # the package itself: already loaded to reach this
 
 
 def _interrupted(_signum: int, _frame: object) -> None:
-    # Die of SIGINT itself, as after a job's Ctrl-C (cli.die_of_sigint), so a shell loop stops.
+    # Die of SIGINT itself, as after a job's Ctrl-C (signals.die_of_sigint), so a shell loop stops.
     _signal.signal(_signal.SIGINT, _signal.SIG_DFL)
     os.kill(os.getpid(), _signal.SIGINT)
     os._exit(128 + _signal.SIGINT)

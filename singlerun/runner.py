@@ -5,14 +5,12 @@ from __future__ import annotations
 
 import os
 import signal
-import sys
 import time
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
-from singlerun import say, supervise
+from singlerun import say, signals, supervise
 from singlerun.errors import (
-    Interrupted,
     LockBusy,
     NotPermitted,
     SpawnError,
@@ -54,41 +52,6 @@ class RunConfig:
     kill_after: float = 10.0
 
 
-_interrupted: list[int] = []  # signals received before the job started
-# SIGINT that ended the job (or singlerun before the job started): singlerun then dies of
-# SIGINT itself after cleaning up (cli.entry), as timeout(1) does, so a calling shell's loop
-# stops on Ctrl-C. Any other signal is reported as 128+N, as the spec says.
-died_of_sigint = False
-
-
-def _interrupt(signum: int, _frame: object) -> None:
-    global died_of_sigint
-    _interrupted.append(signum)
-    died_of_sigint = died_of_sigint or (signum == signal.SIGINT and len(_interrupted) == 1)
-    raise Interrupted(signum)  # breaks a sleeping flock() out of the wait
-
-
-def _swallowed(info: sys.UnraisableHookArgs) -> None:
-    # Python prints and drops an exception raised inside a callback (an import lock's
-    # weakref callback, a finalizer): the signal is then taken up at the next checkpoint.
-    if not isinstance(info.exc_value, Interrupted):
-        sys.__unraisablehook__(info)
-
-
-def _checkpoint() -> None:
-    if _interrupted:
-        raise Interrupted(_interrupted[0])
-
-
-def _catch_interrupts() -> None:
-    """Until the job starts, a terminating signal ends singlerun cleanly (leaving the queue,
-    releasing what it holds); signals that were ignored at start stay ignored."""
-    sys.unraisablehook = _swallowed
-    for sig in supervise.FORWARDED:
-        if sig != signal.SIGWINCH and signal.getsignal(sig) is not signal.SIG_IGN:
-            signal.signal(sig, _interrupt)
-
-
 def _report_reclaimed(lease: Lease) -> None:
     dead = lease.reclaimed.record if lease.reclaimed else None
     if dead is None:
@@ -124,7 +87,7 @@ def _acquire(store: Store, cfg: RunConfig, me: Record) -> Lease:
                 deadline=deadline,
             )
         except LockBusy as busy:
-            _checkpoint()  # a signal that arrived meanwhile wins over the conflict
+            signals.checkpoint()  # a signal that arrived meanwhile wins over the conflict
             oldest = min(busy.holders, key=lambda r: r.started_at, default=None)
             # Stopped once and still holding: a process the record does not name (one its
             # job left behind) has the lock, and stopping the run again would not free it.
@@ -259,8 +222,7 @@ def _attempt(
         ticker.disarm()
         # A tick may have stopped the job, or the watchdog killed it before one could.
         lost = ticker.expired() and not cfg.keep_running_without_lease
-    global died_of_sigint
-    died_of_sigint = ended.signal == signal.SIGINT
+    signals.job_ended_by(ended.signal)
     reason = _stop_reason(store, lease, books)
     outcome = "lost" if lost else _outcome(ended, reason)
     code = ExitCode.TIMEOUT if ended.timed_out else ended.code
@@ -275,7 +237,7 @@ def _attempt(
 
 
 def run(cfg: RunConfig) -> int:
-    _catch_interrupts()
+    signals.catch_interrupts()
     store = open_store(cfg.lock_dir, cfg.backend, cfg.lease_ttl)
     me = Record(
         job_id=new_job_id(),
@@ -294,7 +256,7 @@ def run(cfg: RunConfig) -> int:
     spawn_failed: int | None = None
     ticker = None
     try:
-        _checkpoint()
+        signals.checkpoint()
         if lease.reclaimed and not cfg.quiet:
             _report_reclaimed(lease)
         me = replace(me, started_at=time.time(), token=lease.token, ttl=lease.ttl)

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from singlerun.errors import SpawnError
 from singlerun.exitcodes import ExitCode
+from singlerun.signals import FORWARDED, JOB_SIGNALS, block_job_signals, stop_self
 
 if TYPE_CHECKING:  # types only: a run without a ticker never loads them
     from singlerun.lease import Stop
@@ -34,19 +35,6 @@ if TYPE_CHECKING:  # types only: a run without a ticker never loads them
         def tick(self) -> Stop | None: ...
 
 
-FORWARDED = (
-    signal.SIGTERM,
-    signal.SIGINT,
-    signal.SIGHUP,
-    signal.SIGQUIT,
-    signal.SIGUSR1,
-    signal.SIGUSR2,
-    signal.SIGWINCH,
-)
-# SIGTTOU too: taking the terminal back from a background group would otherwise stop us.
-# SIGTSTP: a Ctrl-Z that reaches us (before the job has the terminal) is passed on to the
-# job, whose stop we then mirror; we never stop halfway through handing the terminal over.
-_BLOCKED = {*FORWARDED, signal.SIGCHLD, signal.SIGTTOU, signal.SIGTSTP}
 _job_mask: set[int | signal.Signals] | None = None  # see run()
 # Python ignores these at start-up; the job must get the defaults (as subprocess does).
 _PYTHON_IGNORED = (signal.SIGPIPE, signal.SIGXFSZ)
@@ -151,14 +139,6 @@ def _has_terminal() -> bool:
         return False
 
 
-def _stop_self(sig: int) -> None:
-    """Stop now with `sig`; returns once continued."""
-    os.kill(os.getpid(), sig)
-    if sig in _BLOCKED:  # SIGTSTP, SIGTTOU: let it through for a moment
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, {sig})
-        signal.pthread_sigmask(signal.SIG_BLOCK, {sig})
-
-
 def _stop_with_job(pgid: int, sig: int, tty: int | None) -> None:
     """The job was stopped by job control (Ctrl-Z, or reading the terminal from the
     background): stop too, with the same signal, so the shell sees its job stopped and `$?`
@@ -167,7 +147,7 @@ def _stop_with_job(pgid: int, sig: int, tty: int | None) -> None:
     if tty is not None and _owns(tty, pgid):
         with contextlib.suppress(OSError):
             os.tcsetpgrp(tty, os.getpgrp())
-    _stop_self(sig)
+    stop_self(sig)
     foreground = _foreground_tty()
     if foreground is not None:
         with contextlib.suppress(OSError):
@@ -251,8 +231,8 @@ class _Escalation:
 
 def _next_signal(due: float | None) -> signal.struct_siginfo | None:
     if due is None:
-        return signal.sigwaitinfo(_BLOCKED)
-    return signal.sigtimedwait(_BLOCKED, max(0.0, due - time.monotonic()))
+        return signal.sigwaitinfo(JOB_SIGNALS)
+    return signal.sigtimedwait(JOB_SIGNALS, max(0.0, due - time.monotonic()))
 
 
 def _wait(pid: int, tty: int | None, limit: Limit | None, ticker: Ticker | None) -> Ended:
@@ -308,7 +288,7 @@ def run(
     when this returns, so that the caller's cleanup cannot be cut short by one.
     """
     global _job_mask
-    mask = signal.pthread_sigmask(signal.SIG_BLOCK, _BLOCKED)
+    mask = block_job_signals()
     if _job_mask is None:  # the mask singlerun was started with, for every attempt's job
         _job_mask = mask
     mask = _job_mask
@@ -348,7 +328,7 @@ def pause(seconds: float, ticker: Ticker | None) -> bool:
             tick_due = time.monotonic() + ticker.interval
         info = _next_signal(min(end, tick_due or end))
         if info is not None and info.si_signo == signal.SIGTSTP:
-            _stop_self(signal.SIGTSTP)  # Ctrl-Z between attempts: no job, just us
+            stop_self(signal.SIGTSTP)  # Ctrl-Z between attempts: no job, just us
         elif info is not None and info.si_signo in FORWARDED and info.si_signo != signal.SIGWINCH:
             return True
     return False

@@ -5,7 +5,6 @@ status (or die of the chaos signal itself), and no process may be left behind.""
 
 import os
 import random
-import re
 import signal
 import subprocess
 import threading
@@ -16,7 +15,7 @@ import psutil
 import pytest
 
 from tests.conftest import SINGLERUN
-from tests.torture.report import FIGURES, LONG
+from tests.torture.report import FIGURES, LONG, interpreter_start_up
 
 LAUNCHERS = 60 if LONG else 50
 ROUNDS = 30 if LONG else 2
@@ -24,19 +23,6 @@ CHAOS = (signal.SIGKILL, signal.SIGTERM, signal.SIGINT)
 DOCUMENTED = {0, 75} | {128 + s for s in CHAOS} | {-s for s in CHAOS}
 
 CHAOS_JOB = str(Path(__file__).parents[1] / "helpers" / "chaos_job.sh")
-
-
-def _interpreter_start_up(code: int, err: str) -> bool:
-    """A SIGINT that lands before singlerun's first statement has run: Python's own handler
-    reports a KeyboardInterrupt (exit -2, 1 with "Fatal Python error" in `site`, or
-    "Exception ignored" in an import callback). Allowed frames of ours: the module level of
-    the entry modules, i.e. importing them; anything deeper means singlerun missed it."""
-    if "KeyboardInterrupt" not in err:
-        return False
-    ours = re.findall(r'File "[^"]*/singlerun/([^"]+)", line \d+, in (\S+)', err)
-    allowed = {("__main__.py", "<module>"), ("launch.py", "<module>")}
-    started = code in (1, -signal.SIGINT) or "Exception ignored" in err
-    return started and all(frame in allowed for frame in ours)
 
 
 def _chaos(procs: list[subprocess.Popen], stop: threading.Event, rng: random.Random) -> int:
@@ -115,7 +101,7 @@ def test_chaos_never_overlaps(sr, tmp_path, mode):
             for p, wait in zip(procs, waits, strict=True):
                 code = p.wait(120)
                 err = p.stderr.read()
-                if _interpreter_start_up(code, err):
+                if interpreter_start_up(code, err):
                     FIGURES["interrupted inside interpreter start-up"] += 1
                     continue
                 assert code in DOCUMENTED, (seed, code, err)

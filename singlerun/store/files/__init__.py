@@ -11,9 +11,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
-import signal
 import stat
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -24,6 +22,7 @@ from singlerun.errors import LockBusy, StoreError, WaitTimeout
 from singlerun.keys import MAX_SLOTS, JobKey, KeyFilter
 from singlerun.lockdir import LockDir
 from singlerun.record import MAX_SIZE, Record, encode, parse
+from singlerun.signals import alarm_at
 from singlerun.store import Lease, Reclaimed
 
 if TYPE_CHECKING:
@@ -31,28 +30,6 @@ if TYPE_CHECKING:
     from singlerun.ledger import Ledger
     from singlerun.store.files.inotify import CloseWatch
     from singlerun.store.protocol import KeyState, Renewal
-
-
-@contextlib.contextmanager
-def _deadline_alarm(key: JobKey, deadline: float | None) -> Iterator[None]:
-    """Interrupt a sleeping flock() with WaitTimeout once `deadline` (monotonic) passes."""
-    if deadline is None:
-        yield
-        return
-
-    def expire(_signum: int, _frame: object) -> None:
-        raise WaitTimeout(key, [])
-
-    previous = signal.signal(signal.SIGALRM, expire)
-    try:
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            raise WaitTimeout(key, [])
-        signal.setitimer(signal.ITIMER_REAL, remaining)
-        yield
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
 
 
 @dataclass
@@ -221,7 +198,7 @@ class FileStore:
             raise self.dir.error("open the queue", qname, exc) from None
         watch = None
         try:
-            with _deadline_alarm(key, deadline):
+            with alarm_at(deadline, lambda: WaitTimeout(key, [])):
                 ticket = queue.join(qfd, me, self.dir.mode)
                 try:
                     watch = self._watch(slots)  # before trying: no release goes unseen

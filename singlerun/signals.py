@@ -1,0 +1,123 @@
+"""Every signal singlerun handles, and when (SPEC §7).
+
+1. Start-up (launch.py, before this module loads): Ctrl-C ends singlerun at once, as SIGINT.
+2. Until the job starts (`catch_interrupts`): a terminating signal raises Interrupted, which
+   unwinds through the queue, the lock and the store, so nothing is left held; the exit
+   status is 128+N. A handler cannot run inside C code, so `checkpoint()` re-raises one
+   that was swallowed there.
+3. While the job runs (supervise.py): the job's signals are blocked and taken with
+   sigwaitinfo, passed on to its process group (JOB_SIGNALS); nothing can interrupt the
+   bookkeeping half-done.
+4. After the job: they stay blocked through release and the history row, so a late signal
+   changes neither the exit status nor what is left behind.
+5. At the exit (`die_of_sigint`): after a job's Ctrl-C, singlerun dies of SIGINT itself.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import sys
+from collections.abc import Callable, Iterator
+
+from singlerun.errors import Interrupted
+
+# Passed on to the job's process group, as a terminal would (and as timeout(1) does).
+FORWARDED = (
+    signal.SIGTERM,
+    signal.SIGINT,
+    signal.SIGHUP,
+    signal.SIGQUIT,
+    signal.SIGUSR1,
+    signal.SIGUSR2,
+    signal.SIGWINCH,
+)
+# Blocked while a job runs, and taken with sigwaitinfo. SIGTTOU: taking the terminal back
+# from a background group would otherwise stop us. SIGTSTP: a Ctrl-Z that reaches us (before
+# the job has the terminal) is passed on to the job, whose stop we then mirror; we never
+# stop halfway through handing the terminal over.
+JOB_SIGNALS = {*FORWARDED, signal.SIGCHLD, signal.SIGTTOU, signal.SIGTSTP}
+
+_interrupted: list[int] = []  # terminating signals received before the job started
+# SIGINT that ended the job (or singlerun before the job started): singlerun then dies of
+# SIGINT itself after cleaning up, as timeout(1) does, so that a calling shell's loop stops
+# on Ctrl-C. Any other signal is reported as 128+N, as the spec says.
+died_of_sigint = False
+
+
+def _interrupt(signum: int, _frame: object) -> None:
+    global died_of_sigint
+    _interrupted.append(signum)
+    died_of_sigint = died_of_sigint or (signum == signal.SIGINT and len(_interrupted) == 1)
+    raise Interrupted(signum)  # breaks a sleeping flock() out of the wait
+
+
+def _swallowed(info: sys.UnraisableHookArgs) -> None:
+    # Python prints and drops an exception raised inside a callback (an import lock's
+    # weakref callback, a finalizer): the signal is then taken up at the next checkpoint.
+    if not isinstance(info.exc_value, Interrupted):
+        sys.__unraisablehook__(info)
+
+
+def catch_interrupts() -> None:
+    """Until the job starts, a terminating signal ends singlerun cleanly (leaving the queue,
+    releasing what it holds); signals that were ignored at start stay ignored."""
+    sys.unraisablehook = _swallowed
+    for sig in FORWARDED:
+        if sig != signal.SIGWINCH and signal.getsignal(sig) is not signal.SIG_IGN:
+            signal.signal(sig, _interrupt)
+
+
+def checkpoint() -> None:
+    if _interrupted:
+        raise Interrupted(_interrupted[0])
+
+
+def job_ended_by(signum: int | None) -> None:
+    global died_of_sigint
+    died_of_sigint = signum == signal.SIGINT
+
+
+def block_job_signals() -> set[int | signal.Signals]:
+    """Block JOB_SIGNALS; return the mask as it was."""
+    return signal.pthread_sigmask(signal.SIG_BLOCK, JOB_SIGNALS)
+
+
+def stop_self(sig: int) -> None:
+    """Stop now with `sig` (SIGTSTP, SIGTTIN, ...); returns once continued."""
+    os.kill(os.getpid(), sig)
+    if sig in JOB_SIGNALS:  # blocked while a job runs: let it through for a moment
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {sig})
+        signal.pthread_sigmask(signal.SIG_BLOCK, {sig})
+
+
+@contextlib.contextmanager
+def alarm_at(deadline: float | None, expired: Callable[[], BaseException]) -> Iterator[None]:
+    """Raise `expired()` once `deadline` (monotonic) passes, even in a sleeping flock()."""
+    if deadline is None:
+        yield
+        return
+
+    def expire(_signum: int, _frame: object) -> None:
+        raise expired()
+
+    import time
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    try:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise expired()
+        signal.setitimer(signal.ITIMER_REAL, remaining)
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def die_of_sigint() -> None:
+    """End by SIGINT itself, so that a calling shell stops its loop on Ctrl-C ($? is 130)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+    os.kill(os.getpid(), signal.SIGINT)
