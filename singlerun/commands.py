@@ -114,7 +114,7 @@ def stop_cmd(
     from singlerun.errors import NotPermitted
     from singlerun.liveness import record_alive
     from singlerun.render import safe
-    from singlerun.stopping import Unverifiable, stop_run
+    from singlerun.stopping import stop_runs
 
     key = _only(group, name).key
     store = _store(lock_dir, backend)
@@ -123,24 +123,19 @@ def stop_cmd(
         say(f"{key} is not running")
         return ExitCode.NOT_RUNNING
     code = ExitCode.OK
-    for r in targets:
-        try:
-            done = stop_run(
-                store, r, sig=signal, kill_after=kill_after, timeout=timeout, reason="stopped"
-            )
-        except NotPermitted as exc:
-            say(f"cannot stop {key}: {exc.message}")
-            code = ExitCode.NOT_PERMITTED
+    outcomes = stop_runs(
+        store, targets, sig=signal, kill_after=kill_after, timeout=timeout, reason="stopped"
+    )
+    for o in outcomes:  # each reported; one that failed held none of the others up
+        if o.error is not None:
+            say(f"cannot stop {key}: {o.error.message}")
+            refused = isinstance(o.error, NotPermitted)
+            code = max(code, ExitCode.NOT_PERMITTED if refused else ExitCode.NOT_STOPPED)
             continue
-        except Unverifiable as exc:
-            say(f"cannot stop {key}: {exc.message}")
+        job = f"{key} (job {safe(o.record.job_id)}, pid {o.record.pid})"
+        click.echo(f"stopped {job}" if o.done else f"still running: {job}")
+        if not o.done:
             code = max(code, ExitCode.NOT_STOPPED)
-            continue
-        click.echo(
-            f"{'stopped' if done else 'still running:'} {key} (job {safe(r.job_id)}, pid {r.pid})"
-        )
-        if not done and code == ExitCode.OK:
-            code = ExitCode.NOT_STOPPED
     return code
 
 

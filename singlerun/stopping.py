@@ -11,6 +11,7 @@ import contextlib
 import os
 import signal
 import time
+from dataclasses import dataclass, field
 
 import psutil
 
@@ -126,37 +127,24 @@ def _wait_gone(procs: list[psutil.Process], timeout: float) -> list[psutil.Proce
     return left
 
 
-def _stop_remote(
-    store: Store, record: Record, *, sig: int, kill_after: float, timeout: float, reason: str
-) -> bool:
-    """A run on another host: its own singlerun stops it when it sees the request (within a
-    second); True once it has let go of its slot."""
-    key = JobKey(record.group, record.name)
-    store.mark_stop(record, reason, sig, kill_after)
-    deadline = time.monotonic() + timeout
-    while any(h.job_id == record.job_id for h in store.holders(key, MAX_SLOTS)):
-        if time.monotonic() >= deadline:
-            return False
-        time.sleep(0.1)  # the stopper polls; holders and waiters never do
-    return True
+@dataclass
+class Outcome:
+    """How stopping one run went: `done` once none of its processes is left; `error` if it
+    was not acted on (NotPermitted, Unverifiable)."""
+
+    record: Record
+    done: bool = False
+    error: SinglerunError | None = None
+    procs: list[psutil.Process] = field(default_factory=list)
 
 
-def stop_run(
-    store: Store, record: Record, *, sig: int, kill_after: float, timeout: float, reason: str
-) -> bool:
-    """Stop the run `record` names; True once none of its processes is left.
-
-    Raises NotPermitted if its processes may not be signalled by us."""
-    if record.host != host():
-        return _stop_remote(
-            store, record, sig=sig, kill_after=kill_after, timeout=timeout, reason=reason
-        )
+def _begin_local(store: Store, outcome: Outcome, sig: int, reason: str) -> None:
+    """Verify and signal one local run; raises NotPermitted or Unverifiable."""
+    record = outcome.record
     why = unverifiable(record)
     if why is not None:
         raise Unverifiable(f"not acting on job {record.job_id}'s record: {why}")
     procs = _processes(record)
-    if not procs:
-        return True
     for proc in procs:  # ask first: a run we may not stop is not marked as stopped either
         try:
             os.kill(proc.pid, 0)
@@ -164,11 +152,75 @@ def stop_run(
             raise _refused(record) from None
         except ProcessLookupError:
             pass
-    with contextlib.suppress(StoreError):  # only the note for its history row: signal anyway
-        store.mark_stop(record, reason)
-    _signal(record, procs, sig)
-    left = _wait_gone(procs, min(kill_after, timeout))
+    if procs:
+        with contextlib.suppress(StoreError):  # only the note for its history row: signal anyway
+            store.mark_stop(record, reason)
+        _signal(record, procs, sig)
+    outcome.procs = procs
+
+
+def _holding(store: Store, outcomes: list[Outcome]) -> list[Outcome]:
+    """The remote runs among `outcomes` that still hold a slot of their key."""
+    keys = {JobKey(o.record.group, o.record.name) for o in outcomes}
+    held = {h.job_id for key in keys for h in store.holders(key, MAX_SLOTS)}
+    return [o for o in outcomes if o.record.job_id in held]
+
+
+def stop_runs(
+    store: Store,
+    records: list[Record],
+    *,
+    sig: int,
+    kill_after: float,
+    timeout: float,
+    reason: str,
+) -> list[Outcome]:
+    """Stop every run `records` names at once, and wait for them together: signal all, then
+    SIGKILL whatever is left after `kill_after`, then give up at `timeout`. One that may not
+    be stopped is reported in its Outcome and does not hold the others up.
+
+    A run on another host is stopped by its own singlerun, which sees the request within a
+    second; the stopper polls the store for its slot (holders and waiters never poll)."""
+    outcomes = [Outcome(r) for r in records]
+    local = [o for o in outcomes if o.record.host == host()]
+    remote = [o for o in outcomes if o.record.host != host()]
+    for o in remote:
+        store.mark_stop(o.record, reason, sig, kill_after)
+    for o in local:
+        try:
+            _begin_local(store, o, sig, reason)
+        except (NotPermitted, Unverifiable) as exc:
+            o.error = exc
+    acting = [o for o in local if o.error is None]
+    start = time.monotonic()
+    left = _wait_gone([p for o in acting for p in o.procs], min(kill_after, timeout))
     if left and kill_after < timeout:
-        _signal(record, left, signal.SIGKILL)
-        left = _wait_gone(left, timeout - kill_after)
-    return not left
+        for o in acting:
+            if mine := [p for p in o.procs if p in left]:
+                with contextlib.suppress(NotPermitted):
+                    _signal(o.record, mine, signal.SIGKILL)
+        left = _wait_gone(left, timeout - (time.monotonic() - start))
+    for o in acting:
+        o.done = not any(p in left for p in o.procs)
+    deadline = start + timeout
+    pending = _holding(store, remote) if remote else []
+    while pending and time.monotonic() < deadline:
+        time.sleep(0.1)
+        pending = _holding(store, pending)
+    for o in remote:
+        o.done = o not in pending
+    return outcomes
+
+
+def stop_run(
+    store: Store, record: Record, *, sig: int, kill_after: float, timeout: float, reason: str
+) -> bool:
+    """Stop the run `record` names; True once none of its processes is left.
+
+    Raises NotPermitted or Unverifiable if it may not be acted on."""
+    (outcome,) = stop_runs(
+        store, [record], sig=sig, kill_after=kill_after, timeout=timeout, reason=reason
+    )
+    if outcome.error is not None:
+        raise outcome.error
+    return outcome.done

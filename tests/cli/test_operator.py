@@ -9,7 +9,7 @@ import time
 import psutil
 import pytest
 
-from tests.conftest import PRINT_SIGNALS, records, stop, wait_for
+from tests.conftest import PRINT_SIGNALS, read_line, records, stop, wait_for
 
 
 def _status(sr, *args):
@@ -363,3 +363,20 @@ def test_stop_never_signals_a_process_on_the_word_of_an_unverifiable_record(sr):
     assert victim.poll() is None
     victim.kill()
     locker.kill()
+
+
+def test_stop_with_several_holders_stops_them_at_once_and_reports_each(sr):
+    # Three holders that ignore SIGTERM: stopped one after the other, they would take three
+    # times --kill-after; at once, about one.
+    job = ["sh", "-c", "trap '' TERM; echo ready; while :; do sleep 0.05; done"]
+    holders = [sr.start("-n", "m", "--max-concurrent", "3", "--", *job) for _ in range(3)]
+    for h in holders:
+        assert read_line(h) == "ready"
+    started = time.monotonic()
+    r = sr.run("stop", "-n", "m", "--kill-after", "3s", "--timeout", "30s")
+    took = time.monotonic() - started
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.count("stopped default/m (job ") == 3, r.stdout
+    assert took < 6.5, took  # 3 x 3 s if one after the other
+    for h in holders:
+        assert h.wait(10) == 128 + signal.SIGKILL
