@@ -192,3 +192,11 @@ def test_a_ledger_left_in_wal_mode_is_read_and_converted(sr):
     before = _snapshot(sr.lock_dir)
     assert sr.run("history", "-n", "k").returncode == 0
     assert _snapshot(sr.lock_dir) == before
+
+
+def test_stop_signals_even_when_its_note_cannot_be_written(sr):
+    holder, _ = sr.start_holder("-n", "k")
+    (sr.lock_dir / f"{STEM}.stop").mkdir()  # the note's rename onto it fails
+    r = sr.run("stop", "-n", "k", "--timeout", "10s")
+    assert r.returncode == 0, r.stderr
+    assert holder.wait(10) == 0  # the job got SIGTERM and exited by itself
