@@ -24,6 +24,7 @@ import psutil
 from singlerun.history import Run
 from singlerun.keys import JobKey
 from singlerun.ledger import Ledger
+from singlerun.lockdir import LockDir
 
 BIN = Path(sys.executable).with_name("singlerun")
 STAMP = "date +%s%N > {}"
@@ -87,7 +88,7 @@ def status_over(tmp: Path, keys: int) -> dict[str, float]:
                 '["true"]',
             )
         )
-    Ledger(str(locks)).add(*runs)
+    Ledger(LockDir(str(locks))).add(*runs)
     out = {}
     for label, extra in (("status", []), ("status --json", ["--json"])):
         samples = []

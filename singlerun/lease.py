@@ -79,7 +79,7 @@ class LeaseTicker:
         sent = time.monotonic()
         renewal = self.store.renew(self.lease)
         if renewal.held:
-            self.deadline = sent + self.ttl - margin(self.ttl)
+            self.deadline = (renewal.sent or sent) + self.ttl - margin(self.ttl)
             if self.watchdog is not None:
                 self.watchdog.extend(self.deadline)
         elif renewal.held is False:

@@ -40,6 +40,13 @@ def open_store(lock_dir: str | None, backend: str | None = None, lease_ttl: floa
     """The store the options name: a --backend URL, else the lock directory (checked,
     created if missing). A bad URL is a UsageError; an unreachable server a StoreError."""
     if backend:
+        from singlerun.store.postgres.url import is_postgres
+
+        if is_postgres(backend):
+            from singlerun.store.postgres import PostgresStore
+            from singlerun.store.postgres.url import parse as parse_postgres
+
+            return PostgresStore(parse_postgres(backend), lease_ttl)
         from singlerun.store.redis.url import parse
 
         url = parse(backend)

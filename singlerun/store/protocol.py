@@ -43,6 +43,7 @@ class StopRequest:
 class Renewal:
     held: bool | None  # still ours; False: lost; None: the store could not be asked
     stop: StopRequest | None = None
+    sent: float | None = None  # monotonic time the answer was asked for, if not just now
 
 
 @dataclass

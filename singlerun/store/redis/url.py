@@ -55,7 +55,8 @@ def parse(url: str) -> RedisURL:
     except ValueError as exc:
         raise _bad(url, str(exc)) from None
     if parts.scheme not in SCHEMES:
-        raise _bad(url, f"unknown scheme {parts.scheme!r} (use {', '.join(SCHEMES)}://)")
+        schemes = ", ".join(f"{s}://" for s in (*SCHEMES, "postgresql"))
+        raise _bad(url, f"unknown scheme {parts.scheme!r} (use {schemes})")
     query = parse_qs(parts.query, keep_blank_values=True)
     unknown = set(query) - {"prefix", "connect_timeout", "db"}
     if unknown:

@@ -10,7 +10,7 @@ import psutil
 import pytest
 
 from tests.conftest import SINGLERUN, wait_for
-from tests.redis.proxy import Proxy
+from tests.network.proxy import Proxy
 
 
 @pytest.fixture

@@ -88,4 +88,6 @@ def test_bad_urls_are_usage_errors_and_unreachable_is_125(rr, redis_server):
     assert time.monotonic() - t0 < 10
 
 
-from tests.redis.conftest import free_port, redis  # noqa: E402
+import redis  # noqa: E402
+
+from tests.network.servers import free_port  # noqa: E402

@@ -16,7 +16,7 @@ from pathlib import Path
 import psutil
 
 from tests.conftest import SINGLERUN
-from tests.redis.proxy import Proxy
+from tests.network.proxy import Proxy
 from tests.torture.report import FIGURES, LONG
 
 RUNS = int(os.environ.get("REDIS_CHAOS_RUNS") or (3000 if LONG else 300))

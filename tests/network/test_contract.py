@@ -33,7 +33,12 @@ def test_wait_timeout_and_a_signal_while_waiting(rr):
     )
     waiter.send_signal(signal.SIGTERM)
     assert waiter.wait(10) == 128 + signal.SIGTERM
-    assert not json.loads(rr.run("status", "--json", "-n", "w").stdout)[0]["waiters"]
+    # PostgreSQL ends the waiter's session (and its ticket lock) a moment after it closed it.
+    wait_for(
+        lambda: not json.loads(rr.run("status", "--json", "-n", "w").stdout)[0]["waiters"],
+        timeout=5,
+        what="the waiter gone from the queue",
+    )
     stop(holder)
 
 
@@ -71,16 +76,19 @@ def test_clean_removes_a_stale_record(rr):
     assert rr.run("status", "-n", "c").returncode == 3
 
 
-def test_without_redis_py_one_line_and_125(rr, tmp_path):
+def test_without_the_client_library_one_line_and_125(rr, backend, tmp_path):
     fake = tmp_path / "fake"
     fake.mkdir()
-    (fake / "redis.py").write_text("raise ImportError('no redis here')\n")
+    module = {"redis": "redis", "postgres": "psycopg"}[backend]
+    (fake / f"{module}.py").write_text("raise ImportError('not here')\n")
     env = {"PYTHONPATH": str(fake)}
     r = rr.run("-n", "x", "--", "true", env=env)
     assert r.returncode == 125
-    assert (
-        r.stderr == "singlerun: the Redis backend needs redis-py: pip install 'singlerun[redis]'\n"
-    )
+    assert r.stderr == {
+        "redis": "singlerun: the Redis backend needs redis-py: pip install 'singlerun[redis]'\n",
+        "postgres": "singlerun: the PostgreSQL backend needs psycopg: "
+        "pip install 'singlerun[postgres]'\n",
+    }[backend]
 
 
 def test_lease_ttl_range_is_checked(rr):

@@ -1,0 +1,48 @@
+"""The tables singlerun keeps in its own schema, created on first use and versioned.
+
+A newer singlerun that finds an older version runs the missing steps of MIGRATIONS, under
+a transaction-scoped advisory lock so that two first runs do not race. The locks
+themselves are session advisory locks and live in no table: these hold what people are
+shown (holders, waiters, history) and the stop requests.
+"""
+
+from __future__ import annotations
+
+VERSION = 1
+
+# Step N brings a schema at version N-1 to version N. `{s}` is the quoted schema name.
+MIGRATIONS: dict[int, str] = {
+    1: """
+CREATE TABLE {s}.version (version integer NOT NULL);
+INSERT INTO {s}.version VALUES (0);
+CREATE SEQUENCE {s}.fence;  -- fencing tokens: strictly increasing, durable
+CREATE TABLE {s}.holders (
+  stem text NOT NULL, slot integer NOT NULL,
+  job_id text NOT NULL, fence bigint NOT NULL, record bytea NOT NULL,
+  lock_key bigint NOT NULL,  -- the slot's advisory lock: held means live
+  PRIMARY KEY (stem, slot));
+CREATE TABLE {s}.waiters (
+  stem text NOT NULL, job_id text NOT NULL, seq bigserial, record bytea NOT NULL,
+  lock_key bigint NOT NULL,  -- the waiter's ticket lock: held means it still waits
+  PRIMARY KEY (stem, job_id));
+CREATE INDEX waiters_in_order ON {s}.waiters (stem, seq);
+CREATE TABLE {s}.stops (
+  stem text NOT NULL, slot integer NOT NULL, job_id text NOT NULL, request text NOT NULL,
+  PRIMARY KEY (stem, slot));
+CREATE TABLE {s}.runs (
+  id bigserial PRIMARY KEY, job_id text NOT NULL UNIQUE,
+  "group" text NOT NULL, name text NOT NULL, started_at double precision NOT NULL,
+  line bytea NOT NULL);  -- the run as one journal line (history.journal_line)
+CREATE INDEX runs_by_key ON {s}.runs ("group", name, started_at);
+""",
+}
+
+# pg_locks shows a bigint advisory key as its high half in classid, its low half in objid,
+# with objsubid 1. HELD: some session holds the lock {k} exclusively (a waiter asking for it
+# shared, to sleep until it frees, does not count). OURS: this session holds it.
+_LOCK = """EXISTS (SELECT 1 FROM pg_locks l WHERE l.locktype = 'advisory' AND l.granted
+  AND l.objsubid = 1 AND l.classid::bigint = ({k} >> 32) & 4294967295
+  AND l.objid::bigint = {k} & 4294967295 AND l.database = (SELECT oid FROM pg_database
+  WHERE datname = current_database()) AND """
+HELD = _LOCK + "l.mode = 'ExclusiveLock')"
+OURS = _LOCK + "l.pid = pg_backend_pid())"

@@ -1,0 +1,65 @@
+"""`--backend` URLs for PostgreSQL: checked without importing psycopg.
+
+    postgresql://[user[:password]@][host][:port][/dbname][?param=value&...]
+    postgres://…
+
+libpq's own conventions hold: its parameters (`sslmode`, `connect_timeout`, `host=/dir` for
+a Unix socket, ...), and the password from the URL, `PGPASSWORD` or `~/.pgpass`, which
+libpq reads itself. One parameter is ours: `schema` (default `singlerun`), the schema that
+holds singlerun's tables, so that teams can share a database. The password is never part
+of `location`, the form every message shows.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
+
+from singlerun.errors import UsageError
+
+SCHEMES = ("postgresql", "postgres")
+DEFAULT_SCHEMA = "singlerun"
+DEFAULT_CONNECT_TIMEOUT = "5"  # seconds, libpq's connect_timeout
+_IDENTIFIER = re.compile(r"[a-z_][a-z0-9_]{0,62}")
+
+
+@dataclass(frozen=True)
+class PostgresURL:
+    conninfo: str  # for libpq: the URL without our own parameter
+    schema: str
+    location: str  # for messages: no password, ever
+
+
+def is_postgres(url: str) -> bool:
+    return url.split("://", 1)[0].lower() in SCHEMES
+
+
+def _bad(why: str) -> UsageError:
+    return UsageError(f"invalid --backend URL: {why}")
+
+
+def parse(url: str) -> PostgresURL:
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as exc:
+        raise _bad(str(exc)) from None
+    if parts.scheme.lower() not in SCHEMES:
+        raise _bad(f"unknown scheme {parts.scheme!r}")
+    params = parse_qsl(parts.query, keep_blank_values=True)
+    ours = {k: v for k, v in params if k == "schema"}
+    schema = ours.get("schema", DEFAULT_SCHEMA)
+    if not _IDENTIFIER.fullmatch(schema):
+        raise _bad("schema must be a lower-case SQL identifier (letters, digits, _)")
+    theirs = [(k, v) for k, v in params if k != "schema"]
+    if "connect_timeout" not in {k for k, _ in theirs}:
+        theirs.append(("connect_timeout", DEFAULT_CONNECT_TIMEOUT))
+    conninfo = urlunsplit(parts._replace(query=urlencode(theirs)))
+    user = f"{unquote(parts.username)}@" if parts.username else ""
+    host = parts.hostname or dict(theirs).get("host", "")
+    host = f"[{host}]" if ":" in host else host
+    where = f"{host}:{port}" if port else host
+    db = parts.path.lstrip("/")
+    location = f"{parts.scheme}://{user}{where}/{db}" + (f"?schema={schema}" if ours else "")
+    return PostgresURL(conninfo, schema, location)
