@@ -78,14 +78,17 @@ class LeaseTicker:
             return None
         sent = time.monotonic()
         renewal = self.store.renew(self.lease)
-        if renewal.held:
-            self.deadline = (renewal.sent or sent) + self.ttl - margin(self.ttl)
+        asked = renewal.sent or sent
+        if renewal.held and asked < self.deadline:
+            self.deadline = asked + self.ttl - margin(self.ttl)
             if self.watchdog is not None:
                 self.watchdog.extend(self.deadline)
         elif renewal.held is False:
             return self._lose(f"the lease on {self.store.location} was lost")
         elif time.monotonic() >= self.deadline:
-            return self._lose(f"{self.store.location} could not be reached to renew the lease")
+            # Too late even if it is still held (a frozen singlerun, a PostgreSQL session
+            # that outlived it): the watchdog has already stopped the job.
+            return self._lose(f"the lease on {self.store.location} was not renewed in time")
         stop = renewal.stop
         if stop is not None and stop.signal and stop.job_id == self.job_id:
             return Stop(stop.reason, stop.signal, stop.kill_after)

@@ -47,4 +47,6 @@ def holder(record: Record) -> tuple[int, str]:
         return record.pid, ""
     if record.child_pid and alive(record.child_pid, record.child_started):
         return record.child_pid, f"; its singlerun, pid {record.pid}, is gone"
+    if record.ttl is not None:  # a network lease: nobody released it, it runs out by itself
+        return record.pid, "; that process is gone; its lease has not run out yet"
     return record.pid, "; that process is gone, but one it started still holds the lock"

@@ -50,8 +50,11 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         kinds = ["redis"]
     elif names & _POSTGRES_ONLY:
         kinds = ["postgres"]
-    marks = {k: pytest.mark.skipif(not _available(k), reason=f"no {k} server or client") for k in kinds}
-    metafunc.parametrize("backend", [pytest.param(k, marks=marks[k]) for k in kinds], ids=kinds)
+    params = [
+        pytest.param(k, marks=pytest.mark.skipif(not _available(k), reason=f"no {k} here"))
+        for k in kinds
+    ]
+    metafunc.parametrize("backend", params, ids=kinds)
 
 
 @pytest.fixture(scope="module")

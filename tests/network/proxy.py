@@ -20,9 +20,6 @@ class Proxy:
         self.closed = False
         threading.Thread(target=self._accept, daemon=True).start()
 
-    def url(self, prefix: str) -> str:
-        return f"redis://127.0.0.1:{self.port}/0?prefix={prefix}"
-
     def _accept(self) -> None:
         while not self.closed:
             try:

@@ -4,6 +4,7 @@ initdb + pg_ctl (as the `postgres` user when the tests run as root: it refuses r
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import os
 import pwd
@@ -38,10 +39,8 @@ def free_port() -> int:
 
 def _freeze(procs: list[psutil.Process], sig: int) -> None:
     for p in procs:
-        try:
+        with contextlib.suppress(psutil.NoSuchProcess):
             p.send_signal(sig)
-        except psutil.NoSuchProcess:
-            pass
 
 
 class RedisServer:
@@ -74,7 +73,7 @@ class RedisServer:
     def running(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
 
-    def client(self):  # noqa: ANN201 - redis is imported lazily
+    def client(self):  # redis is imported lazily
         import redis
 
         return redis.Redis(port=self.port, socket_timeout=5)
@@ -174,10 +173,8 @@ class PostgresServer:
         _freeze(procs, signal.SIGKILL)
         psutil.wait_procs(procs, timeout=10)
         for p in procs:  # their parent is gone: reaped by us, the subreaper, if at all
-            try:
+            with contextlib.suppress(ChildProcessError):
                 os.waitpid(p.pid, os.WNOHANG)
-            except ChildProcessError:
-                pass
 
     def restart(self) -> None:
         self.kill()

@@ -143,37 +143,40 @@ class PostgresStore:
     def _slot_lock(self, key: JobKey, slot: int) -> int:
         return lock_key(self.schema, key.stem, slot)
 
-    def _grant(self, key: JobKey, slot: int, me: Record) -> Lease:
-        """We hold the slot's lock: take a fencing token, reclaim what a dead holder left."""
+    def _grant(self, key: JobKey, slot: int, me: Record, waiting: bool) -> Lease | None:
+        """We hold the slot's lock. A row left by a holder whose session died may still be
+        in force (its job may still run): not waiting, the slot is taken; waiting, we sleep
+        (holding the lock, so that nobody passes us) until it ends. Then take a fencing
+        token and reclaim what was left."""
         lock = self._slot_lock(key, slot)
         left = self._q(
-            "SELECT record FROM {s}.holders WHERE stem = %s AND slot = %s", key.stem, slot
-        )
+            f"SELECT record, {schema.LEASE_LEFT.format(h='')} FROM {{s}}.holders "
+            "WHERE stem = %s AND slot = %s",
+            key.stem, slot,
+        )  # fmt: skip
+        if left and left[0][1] > 0:
+            if not waiting:
+                self._q("SELECT pg_advisory_unlock(%s)", lock)
+                return None
+            time.sleep(float(left[0][1]))  # interruptible: a signal ends the session
         (fence,) = self._q("SELECT nextval('{s}.fence')")[0]
         self._q(
-            "INSERT INTO {s}.holders VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (stem, slot) DO "
-            "UPDATE SET job_id = excluded.job_id, fence = excluded.fence, "
-            "record = excluded.record, lock_key = excluded.lock_key",
-            key.stem, slot, me.job_id, fence, encode(me), lock,
+            "INSERT INTO {s}.holders (stem, slot, job_id, fence, record, lock_key, ttl) "
+            "VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (stem, slot) DO UPDATE SET "
+            "job_id = excluded.job_id, fence = excluded.fence, record = excluded.record, "
+            "lock_key = excluded.lock_key, ttl = excluded.ttl, renewed_at = clock_timestamp()",
+            key.stem, slot, me.job_id, fence, encode(me), lock, self.ttl,
         )  # fmt: skip
         self._q("DELETE FROM {s}.stops WHERE stem = %s AND slot = %s", key.stem, slot)
         reclaimed = Reclaimed(parse(bytes(left[0][0]))) if left else None
-        return Lease(
-            key,
-            slot,
-            str(fence),
-            self.ttl,
-            None,
-            reclaimed,
-            _Held(me.job_id, lock),
-            time.monotonic(),
-        )
+        held = _Held(me.job_id, lock)
+        return Lease(key, slot, str(fence), self.ttl, None, reclaimed, held, time.monotonic())
 
-    def _try(self, key: JobKey, slots: int, me: Record) -> Lease | None:
+    def _try(self, key: JobKey, slots: int, me: Record, waiting: bool = False) -> Lease | None:
         for slot in range(slots):
             (got,) = self._q("SELECT pg_try_advisory_lock(%s)", self._slot_lock(key, slot))[0]
-            if got:
-                return self._grant(key, slot, me)
+            if got and (lease := self._grant(key, slot, me, waiting)) is not None:
+                return lease
         return None
 
     def acquire(
@@ -236,13 +239,15 @@ class PostgresStore:
                     self._q("SELECT pg_advisory_lock_shared(%s)", live[-1])
                     self._q("SELECT pg_advisory_unlock_shared(%s)", live[-1])
                     continue
-                lease = self._try(key, slots, me)
+                lease = self._try(key, slots, me, waiting=True)
                 if lease is not None:
                     return lease
                 if slots == 1:  # the server's lock queue wakes us the moment it frees
                     self._lock_timeout(deadline)
                     self._q("SELECT pg_advisory_lock(%s)", self._slot_lock(key, 0))
-                    return self._grant(key, 0, me)
+                    granted = self._grant(key, 0, me, waiting=True)
+                    assert granted is not None
+                    return granted
                 self._sleep_for_notify(deadline)
         finally:
             with contextlib.suppress(self._psycopg.Error):
@@ -271,7 +276,8 @@ class PostgresStore:
         with self._errors("use"):
             self._settle()
             rows = self._q(
-                "UPDATE {s}.holders SET job_id = %s, fence = nextval('{s}.fence') "
+                "UPDATE {s}.holders SET job_id = %s, fence = nextval('{s}.fence'), "
+                "renewed_at = clock_timestamp() "
                 "WHERE stem = %s AND slot = %s AND job_id = %s AND "
                 f"{schema.OURS.format(k='lock_key')} RETURNING fence",
                 job_id, lease.key.stem, lease.slot, held.job_id,
@@ -308,9 +314,13 @@ class PostgresStore:
             if self._probe_sent is None:
                 if pg.status != pq.ConnStatus.OK:
                     return Renewal(False)
+                # Moves the row's lease on (renewed_at) only while our session holds the lock.
+                ours = schema.OURS.format(k="$1::bigint")
                 sql = (
-                    f"SELECT {schema.OURS.format(k='$1::bigint')}, (SELECT request FROM "
-                    "{s}.stops WHERE stem = $2 AND slot = $3::integer AND job_id = $4)"
+                    "UPDATE {s}.holders SET renewed_at = clock_timestamp() WHERE stem = $2 "
+                    f"AND slot = $3::integer AND job_id = $4 AND {ours} "
+                    "RETURNING true, (SELECT request FROM {s}.stops WHERE stem = $2 "
+                    "AND slot = $3::integer AND job_id = $4)"
                 ).replace("{s}", self.s)
                 args = [str(held.lock), lease.key.stem, str(lease.slot), held.job_id]
                 pg.send_query_params(sql.encode(), [a.encode() for a in args])
@@ -330,8 +340,8 @@ class PostgresStore:
             return Renewal(False)
         if result is None or result.status != pq.ExecStatus.TUPLES_OK:
             return Renewal(False if pg.status != pq.ConnStatus.OK else None)
-        ours = result.get_value(0, 0) == b"t"
-        request = result.get_value(0, 1)
+        ours = result.ntuples == 1  # no row updated: the lock or the row is not ours
+        request = result.get_value(0, 1) if ours else None
         stop = StopRequest.parse(request) if request else None
         return Renewal(ours, stop, sent)
 
@@ -367,9 +377,10 @@ class PostgresStore:
     # -- inspection and control -------------------------------------------------------------
 
     def _holder_rows(self, stem: str | None = None) -> list[tuple[Any, ...]]:
-        """(stem, slot, record, live) of every holder row."""
+        """(stem, slot, record, live) of every holder row: live while its session holds the
+        lock, or its lease is still in force."""
         where = "" if stem is None else "WHERE stem = %s"
-        held = schema.HELD.format(k="h.lock_key")
+        held = f"({schema.HELD.format(k='h.lock_key')} OR {schema.LEASE_LEFT.format(h='h.')} > 0)"
         with self._errors("read"):
             self._settle()
             return self._q(

@@ -19,7 +19,9 @@ CREATE SEQUENCE {s}.fence;  -- fencing tokens: strictly increasing, durable
 CREATE TABLE {s}.holders (
   stem text NOT NULL, slot integer NOT NULL,
   job_id text NOT NULL, fence bigint NOT NULL, record bytea NOT NULL,
-  lock_key bigint NOT NULL,  -- the slot's advisory lock: held means live
+  lock_key bigint NOT NULL,  -- the slot's advisory lock, held by the holder's session
+  ttl double precision NOT NULL,  -- seconds: the holder's job dies by renewed_at + ttl
+  renewed_at timestamptz NOT NULL DEFAULT clock_timestamp(),
   PRIMARY KEY (stem, slot));
 CREATE TABLE {s}.waiters (
   stem text NOT NULL, job_id text NOT NULL, seq bigserial, record bytea NOT NULL,
@@ -46,3 +48,10 @@ _LOCK = """EXISTS (SELECT 1 FROM pg_locks l WHERE l.locktype = 'advisory' AND l.
   WHERE datname = current_database()) AND """
 HELD = _LOCK + "l.mode = 'ExclusiveLock')"
 OURS = _LOCK + "l.pid = pg_backend_pid())"
+# Seconds a holder row's lease has left. A session that dies (server restart, a cut, the
+# server killing it) frees its lock at once, but its job runs until its singlerun notices
+# or its watchdog fires, at the latest at the lease's end: until then the slot is taken.
+LEASE_LEFT = (
+    "GREATEST(0, EXTRACT(EPOCH FROM {h}renewed_at + {h}ttl * interval '1 second' "
+    "- clock_timestamp()))"
+)
