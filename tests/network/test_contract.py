@@ -84,14 +84,11 @@ def test_without_the_client_library_one_line_and_125(rr, backend, tmp_path):
     env = {"PYTHONPATH": str(fake)}
     r = rr.run("-n", "x", "--", "true", env=env)
     assert r.returncode == 125
-    assert (
-        r.stderr
-        == {
-            "redis": "singlerun: the Redis backend needs redis-py: pip install 'singlerun[redis]'\n",
-            "postgres": "singlerun: the PostgreSQL backend needs psycopg: "
-            "pip install 'singlerun[postgres]'\n",
-        }[backend]
-    )
+    needs = {
+        "redis": "the Redis backend needs redis-py: pip install 'singlerun[redis]'",
+        "postgres": "the PostgreSQL backend needs psycopg: pip install 'singlerun[postgres]'",
+    }
+    assert r.stderr == f"singlerun: {needs[backend]}\n"
 
 
 def test_lease_ttl_range_is_checked(rr):
