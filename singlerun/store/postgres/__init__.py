@@ -118,7 +118,12 @@ class PostgresStore:
             (version,) = self._q("SELECT version FROM {s}.version")[0]
         except (errors.UndefinedTable, errors.InvalidSchemaName):
             version = None
-        if version is not None and version >= schema.VERSION:
+        if version is not None and version > schema.VERSION:
+            raise StoreError(
+                f"schema {self.schema} in {self.location} is version {version}, newer than "
+                f"this singlerun knows ({schema.VERSION}): upgrade singlerun"
+            )
+        if version == schema.VERSION:
             return
         with self.conn.transaction():
             self._q("SELECT pg_advisory_xact_lock(%s)", lock_key(self.schema, "schema"))
@@ -132,8 +137,8 @@ class PostgresStore:
                         f"denied (an administrator can: CREATE SCHEMA {self.schema} "
                         "AUTHORIZATION <role>)"
                     ) from None
-            has_table = self._q("SELECT to_regclass(%s)", f"{self.s}.version")[0][0]
-            current = self._q("SELECT version FROM {s}.version")[0][0] if has_table else 0
+            self._q(schema.BOOTSTRAP)
+            (current,) = self._q("SELECT version FROM {s}.version")[0]
             for step in range(current + 1, schema.VERSION + 1):
                 self._q(schema.MIGRATIONS[step].replace("{s}", self.s))
                 self._q("UPDATE {s}.version SET version = %s", step)

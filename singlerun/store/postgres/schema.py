@@ -10,11 +10,15 @@ from __future__ import annotations
 
 VERSION = 1
 
+# Made before any step: the one table every version has.
+BOOTSTRAP = """
+CREATE TABLE IF NOT EXISTS {s}.version (version integer NOT NULL);
+INSERT INTO {s}.version SELECT 0 WHERE NOT EXISTS (SELECT 1 FROM {s}.version);
+"""
+
 # Step N brings a schema at version N-1 to version N. `{s}` is the quoted schema name.
 MIGRATIONS: dict[int, str] = {
     1: """
-CREATE TABLE {s}.version (version integer NOT NULL);
-INSERT INTO {s}.version VALUES (0);
 CREATE SEQUENCE {s}.fence;  -- fencing tokens: strictly increasing, durable
 CREATE TABLE {s}.holders (
   stem text NOT NULL, slot integer NOT NULL,

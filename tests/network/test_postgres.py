@@ -1,0 +1,145 @@
+"""What is PostgreSQL's own: the session that holds the lock killed by the server, roles
+and privileges, the versioned schema, the bounded history, the durable fencing sequence,
+and libpq URLs."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+
+from tests.conftest import wait_for
+from tests.network.servers import free_port
+
+JOB = ["sh", "-c", "echo ready; sleep 30"]
+
+
+def _holder(rr, name, *extra):
+    proc = rr.start("-n", name, *extra, "--", *JOB)
+    assert proc.stdout.readline().strip() == "ready"
+    return proc
+
+
+def test_the_holders_session_killed_by_the_server_stops_the_job(rr, postgres_server):
+    proc = _holder(rr, "term", "--lease-ttl", "3s")
+    t0 = time.monotonic()
+    killed = postgres_server.sql(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+        "WHERE application_name = 'singlerun' AND pid <> pg_backend_pid()"
+    )
+    assert killed
+    assert proc.wait(10) == 125
+    assert time.monotonic() - t0 < 3  # noticed at the next probe, within a second or so
+    assert "was lost" in proc.stderr.read()
+    # The dead session's lease is waited out, then the key is free again.
+    wait_for(lambda: rr.run("-n", "term", "-q", "--", "true").returncode == 0, what="free")
+
+
+def test_a_role_without_rights_gets_one_line_and_125(rr, postgres_server, ns):
+    role = f"r{ns}"
+    postgres_server.sql(f"CREATE ROLE {role} LOGIN")
+    try:
+        url = f"postgresql://{role}@127.0.0.1:{postgres_server.port}/postgres?schema={ns}"
+        r = rr.run("-n", "k", "--", "true", env={"SINGLERUN_BACKEND": url})
+        assert r.returncode == 125 and r.stderr.count("\n") == 1, r.stderr
+        assert f"cannot create schema {ns}" in r.stderr
+        assert f"CREATE SCHEMA {ns} AUTHORIZATION" in r.stderr
+        # Only CONNECT and its own schema: enough.
+        postgres_server.sql(f"CREATE SCHEMA {ns} AUTHORIZATION {role}")
+        r = rr.run("-n", "k", "--", "echo", "ran", env={"SINGLERUN_BACKEND": url})
+        assert (r.returncode, r.stdout) == (0, "ran\n"), r.stderr
+        # Without CONNECT on the database: refused at the door.
+        postgres_server.sql(f"REVOKE CONNECT ON DATABASE postgres FROM PUBLIC, {role}")
+        r = rr.run("-n", "k", "--", "true", env={"SINGLERUN_BACKEND": url})
+        assert r.returncode == 125 and r.stderr.count("\n") == 1, r.stderr
+        assert (
+            r.stderr.startswith("singlerun: cannot reach postgresql://")
+            and "permission" in r.stderr
+        )
+    finally:
+        postgres_server.sql("GRANT CONNECT ON DATABASE postgres TO PUBLIC")
+        postgres_server.sql(f"DROP SCHEMA IF EXISTS {ns} CASCADE")
+        postgres_server.sql(f"DROP ROLE {role}")
+
+
+def test_an_older_schema_is_migrated_and_a_newer_one_refused(rr, postgres_server, ns):
+    postgres_server.sql(f"CREATE SCHEMA {ns}")
+    postgres_server.sql(f"CREATE TABLE {ns}.version (version integer NOT NULL)")
+    postgres_server.sql(f"INSERT INTO {ns}.version VALUES (0)")  # before the first tables
+    r = rr.run("-n", "k", "--", "true")
+    assert r.returncode == 0, r.stderr
+    assert postgres_server.sql(f"SELECT version FROM {ns}.version") == [(1,)]
+    assert postgres_server.sql(f"SELECT count(*) FROM {ns}.runs") == [(1,)]
+    postgres_server.sql(f"UPDATE {ns}.version SET version = 99")
+    r = rr.run("-n", "k", "--", "true")
+    assert r.returncode == 125 and "newer than this singlerun knows" in r.stderr
+
+
+def test_the_history_keeps_a_bounded_number_of_runs(rr, postgres_server, ns):
+    assert rr.run("-n", "k", "--", "true").returncode == 0  # creates the schema
+    line = b'["J","g","n","h",1,1.0,2.0,0,"ok","[]",1,"J"]\n'
+    postgres_server.sql(
+        f'INSERT INTO {ns}.runs (job_id, "group", name, started_at, line) '
+        "SELECT 'old' || i, 'g', 'n', i, %s FROM generate_series(2, 10099) i",
+        line,
+    )
+    assert rr.run("-n", "k", "--", "true").returncode == 0  # run number 10,100: a trim
+    (count,) = postgres_server.sql(f"SELECT count(*) FROM {ns}.runs")[0]
+    assert count == 10_000
+    r = rr.run("history", "--json", "-n", "k")
+    assert r.returncode == 0 and json.loads(r.stdout)[0]["outcome"] == "ok"
+
+
+def test_fencing_tokens_come_from_a_durable_sequence(rr, postgres_server):
+    token = ["sh", "-c", "echo $SINGLERUN_FENCING_TOKEN"]
+    before = int(rr.run("-n", "f", "--", *token).stdout)
+    postgres_server.restart()  # a crash: every session gone, the data kept
+    after = int(rr.run("-n", "f", "--", *token).stdout)
+    assert after > before
+
+
+def test_urls_passwords_and_unreachable_servers(rr, postgres_server, ns):
+    here = f"postgresql://127.0.0.1:{postgres_server.port}/postgres"
+    for bad in ("postgresql://h:notaport/db", f"{here}?schema=Bad-Name", f"{here}?nosuch=1"):
+        r = rr.run("-n", "k", "--", "true", env={"SINGLERUN_BACKEND": bad})
+        assert r.returncode == 2 and r.stderr.startswith("singlerun: invalid --backend URL")
+    secret = "s3cret-pw"
+    port = free_port()  # nobody listens there
+    url = f"postgresql://postgres:{secret}@127.0.0.1:{port}/postgres?connect_timeout=2"
+    t0 = time.monotonic()
+    r = rr.run("-n", "k", "-v", "--", "true", env={"SINGLERUN_BACKEND": url})
+    assert r.returncode == 125 and time.monotonic() - t0 < 10
+    assert r.stderr.startswith(f"singlerun: cannot reach postgresql://postgres@127.0.0.1:{port}/")
+    assert secret not in r.stderr + r.stdout
+    # Through a server that ignores it (trust): never in messages, status or records.
+    url = f"postgresql://postgres:{secret}@127.0.0.1:{postgres_server.port}/postgres?schema={ns}"
+    env = {"SINGLERUN_BACKEND": url}
+    holder = rr.start("-n", "pw", "-v", "--", *JOB, env=env)
+    assert holder.stdout.readline().strip() == "ready"
+    for args in (("status",), ("status", "--json"), ("-n", "pw", "--", "true")):
+        r = rr.run(*args, env=env)
+        assert secret not in r.stdout + r.stderr, args
+    rows = postgres_server.sql(f"SELECT record FROM {ns}.holders")
+    assert rows and all(secret.encode() not in bytes(rec) for (rec,) in rows)
+    holder.terminate()
+    _, err = holder.communicate(timeout=10)
+    assert secret not in err
+
+
+@pytest.mark.parametrize("slots", [1, 3])
+def test_waiters_are_woken_at_once_without_polling(rr, slots):
+    """Handoff: a waiter sleeps in the server's lock queue (one slot) or on a NOTIFY."""
+    conc = ("--max-concurrent", str(slots))
+    holders = [_holder(rr, "h", *conc) for _ in range(slots)]
+    waiter = rr.start("-n", "h", *conc, "--wait", "--", "true")
+    wait_for(lambda: json.loads(rr.run("status", "--json", "-n", "h").stdout)[0]["waiters"],
+             what="queued")  # fmt: skip
+    time.sleep(0.3)
+    t0 = time.monotonic()
+    holders[0].terminate()
+    assert waiter.wait(10) == 0
+    assert time.monotonic() - t0 < 0.9  # well under the 1 s fallback check
+    for h in holders:
+        h.terminate()
+        h.wait(10)
