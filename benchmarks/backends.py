@@ -1,11 +1,13 @@
-"""The file store beside the Redis store, measured in one run on one machine.
+"""The file store beside the Redis and PostgreSQL stores, measured in one run on one machine.
 
-1. Start-up of `singlerun -n x -- true` (interleaved rounds); goal: Redis ≤ file + 25 ms.
+1. Start-up of `singlerun -n x -- true` (interleaved rounds, beside `python3 -c pass` and
+   `flock -n f true`); goal: a network store ≤ file + 25 ms.
 2. Handoff through --wait: holder's last act to the waiter's job start (p50, p99).
 3. Supervisor CPU over a long job, renewals included (goal ≤ 0.05 s over 60 s).
 4. Waiter CPU over a long wait (goal ≤ 0.1 s over 30 s).
 5. 50 launchers at once on one key: time until all are decided.
-A redis-server of its own runs on a free loopback port (no persistence).
+A redis-server and a PostgreSQL cluster of its own run on free loopback ports (the test
+suite's servers, tests/network/servers.py).
 Usage: backends.py [ROUNDS] [--quick]   (--quick: small and short, as the test suite runs it)
 """
 
@@ -13,7 +15,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -27,36 +28,25 @@ BIN = Path(sys.executable).with_name("singlerun")
 STAMP = "date +%s%N > {}"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _redis(tmp: Path) -> tuple[subprocess.Popen[bytes], str]:
-    server = shutil.which("redis-server")
-    if server is None:
-        sys.exit("benchmarks/backends.py needs redis-server")
-    port = _free_port()
-    argv = [server, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--dir", str(tmp)]
-    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL)
-    deadline = time.monotonic() + 10
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return proc, f"redis://127.0.0.1:{port}/0"
-        except OSError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.02)
-
-
-def _envs(tmp: Path, url: str) -> dict[str, dict[str, str]]:
+def _envs(tmp: Path, urls: dict[str, str]) -> dict[str, dict[str, str]]:
     base = {k: v for k, v in os.environ.items() if not k.startswith("SINGLERUN_")}
-    return {
-        "file": {**base, "SINGLERUN_LOCK_DIR": str(tmp / "locks")},
-        "redis": {**base, "SINGLERUN_LOCK_DIR": str(tmp / "locks"), "SINGLERUN_BACKEND": url},
+    base["SINGLERUN_LOCK_DIR"] = str(tmp / "locks")
+    return {"file": base, **{k: {**base, "SINGLERUN_BACKEND": u} for k, u in urls.items()}}
+
+
+def baselines(rounds: int, tmp: Path) -> dict[str, float]:
+    """Median ms of `python3 -c pass` and `flock -n f true`, for ratios."""
+    out: dict[str, list[float]] = {"python3 -c pass": [], "flock": []}
+    argvs = {
+        "python3 -c pass": [sys.executable, "-c", "pass"],
+        "flock": ["flock", "-n", str(tmp / "f"), "true"],
     }
+    for _ in range(rounds):
+        for name, argv in argvs.items():
+            t0 = time.perf_counter()
+            subprocess.run(argv, check=True)
+            out[name].append((time.perf_counter() - t0) * 1000)
+    return {k: statistics.median(v) for k, v in out.items()}
 
 
 def startup(envs: dict[str, dict[str, str]], rounds: int) -> dict[str, list[float]]:
@@ -116,15 +106,20 @@ def launchers(env: dict[str, str], n: int) -> tuple[float, int, int]:
 
 
 def main() -> None:
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the test suite's servers
+    from tests.network.servers import PostgresServer, RedisServer
+
     quick = "--quick" in sys.argv
     args = [a for a in sys.argv[1:] if a != "--quick"]
     rounds = 2 if quick else int(args[0]) if args else 30
     job_s, wait_s, storm_n = (2.0, 2.0, 10) if quick else (60.0, 30.0, 50)
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
-        server, url = _redis(tmp)
+        pg_dir = Path(tempfile.mkdtemp(prefix="singlerun-bench-pg-"))
+        redis, pg = RedisServer(tmp), PostgresServer(pg_dir)
         try:
-            envs = _envs(tmp, url)
+            envs = _envs(tmp, {"redis": redis.url("bench"), "postgres": pg.url("bench")})
+            base = baselines(rounds, tmp)
             starts = startup(envs, rounds)
             res = {}
             for name, env in envs.items():
@@ -135,24 +130,41 @@ def main() -> None:
                     launchers(env, storm_n),
                 )
         finally:
-            server.kill()
-            server.wait()
+            redis.stop()
+            pg.stop()
+            shutil.rmtree(pg_dir, ignore_errors=True)
+    names = list(envs)
     med = {k: statistics.median(v) for k, v in starts.items()}
     print(f"{rounds} rounds, {os.cpu_count()} CPUs, Python {sys.version.split()[0]}\n")
-    print("| measure | file store | Redis store | goal (Redis) |")
-    print("| --- | ---: | ---: | --- |")
-    print(f"| start-up `-- true`, median ms | {med['file']:.1f} | {med['redis']:.1f} | ", end="")
-    print(f"≤ file + 25 ({med['redis'] - med['file']:+.1f}) |")
+    print(f"baselines, median ms: python3 -c pass {base['python3 -c pass']:.1f}, ", end="")
+    print(f"flock -n f true {base['flock']:.1f}\n")
+    print("| measure | file store | Redis store | PostgreSQL store | goal (network) |")
+    print("| --- | ---: | ---: | ---: | --- |")
+
+    def row(label: str, cells: list[str], goal: str) -> None:
+        print(f"| {label} | {' | '.join(cells)} | {goal} |")
+
+    row("start-up `-- true`, median ms", [f"{med[n]:.1f}" for n in names], "≤ file + 25")
+    row("… minus the file store", [f"{med[n] - med['file']:+.1f}" for n in names], "≤ +25")
+    row("… × python3 -c pass", [f"{med[n] / base['python3 -c pass']:.1f}" for n in names], "")
+    row("… × flock", [f"{med[n] / base['flock']:.0f}" for n in names], "")
     q = {k: statistics.quantiles(v[0], n=100, method="inclusive") for k, v in res.items()}
-    print(f"| handoff p50 ms | {q['file'][49]:.1f} | {q['redis'][49]:.1f} | ≤ 15 |")
-    print(f"| handoff p99 ms | {q['file'][98]:.1f} | {q['redis'][98]:.1f} | ≤ 50 |")
-    print(f"| supervisor CPU over a {job_s:g} s job | {res['file'][1]:.3f} s | ", end="")
-    print(f"{res['redis'][1]:.3f} s | ≤ 0.05 s (60 s) |")
-    print(f"| waiter CPU over a {wait_s:g} s wait | {res['file'][2]:.3f} s | ", end="")
-    print(f"{res['redis'][2]:.3f} s | ≤ 0.1 s (30 s) |")
-    f, r = res["file"][3], res["redis"][3]
-    print(f"| {storm_n} launchers: all decided | {f[0]:.2f} s | {r[0]:.2f} s | all decided |")
-    print(f"| … ran / refused (75) | {f[1]} / {f[2]} | {r[1]} / {r[2]} | |")
+    row("handoff p50 ms", [f"{q[n][49]:.1f}" for n in names], "≤ 15")
+    row("handoff p99 ms", [f"{q[n][98]:.1f}" for n in names], "≤ 50")
+    row(
+        f"supervisor CPU over a {job_s:g} s job",
+        [f"{res[n][1]:.3f} s" for n in names],
+        "≤ 0.05 s (60 s)",
+    )
+    row(
+        f"waiter CPU over a {wait_s:g} s wait",
+        [f"{res[n][2]:.3f} s" for n in names],
+        "≤ 0.1 s (30 s)",
+    )
+    row(
+        f"{storm_n} launchers: all decided", [f"{res[n][3][0]:.2f} s" for n in names], "all decided"
+    )
+    row("… ran / refused (75)", [f"{res[n][3][1]} / {res[n][3][2]}" for n in names], "")
 
 
 if __name__ == "__main__":
