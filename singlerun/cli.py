@@ -34,6 +34,7 @@ Examples:
   singlerun --retry 3 -n flaky -- ./flaky-step.sh          # again on failure, key held
   singlerun --respawn -n worker -- ./worker                  # like keep-one-running
   singlerun --backend redis://locks:6379/0 -n deploy -- ./deploy.sh   # across machines
+  singlerun --backend postgresql://locks@db/ops -n report -- ./report.sh  # or PostgreSQL
 \b
 Subcommands (singlerun COMMAND --help):
   run       the same as the form above
