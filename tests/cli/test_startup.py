@@ -4,7 +4,14 @@ import subprocess
 import sys
 
 # Each of these costs milliseconds that a storm of cron launchers would pay on every run.
-NOT_ON_THE_RUN_PATH = ["sqlite3", "psutil", "singlerun.commands", "singlerun.ledger", "redis"]
+NOT_ON_THE_RUN_PATH = [
+    "sqlite3",
+    "psutil",
+    "singlerun.commands",
+    "singlerun.ledger",
+    "redis",
+    "psycopg",
+]
 
 
 def _imported(sr, *args: str) -> set[str]:
