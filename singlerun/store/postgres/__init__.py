@@ -2,32 +2,26 @@
 already runs (SPEC §6).
 
 A held slot is a session-level advisory lock on a 64-bit hash of (schema, key, slot), held
-on singlerun's one connection for the whole run: strongly consistent, and it dies with the
-session. Losing the connection is losing the lock: the supervisor's ticker probes it (a
-query sent without waiting, so a black-holed server never stalls the supervisor), and the
-job is stopped as for a lost Redis lease. Each grant takes a fencing token from a durable
-sequence. Waiters queue FIFO in a table, each holding an advisory "ticket" lock that dies
-with it, and sleep in the server's lock queue: behind the ticket ahead of them (a shared
-lock request granted when that waiter leaves or dies) and, at the head, on the slot itself
-(with several slots, on a NOTIFY from a releasing holder, or a one-second check for a holder
-whose session died). psycopg is imported here only.
+on singlerun's one connection (session.py) for the whole run: strongly consistent, and it
+dies with the session. Losing the connection is losing the lock: the supervisor's ticker
+probes the session, and the job is stopped as for a lost Redis lease. A session that dies
+frees its lock at once while its job may still run, so each holder row carries a lease
+that keeps the slot taken until it runs out. Each grant takes a fencing token from a
+durable sequence. Waiters queue FIFO (queue.py). psycopg is imported in session.py only.
 """
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
-import select
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from singlerun.errors import LockBusy, StoreError, UsageError, WaitTimeout
+from singlerun.errors import LockBusy, StoreError, WaitTimeout
 from singlerun.keys import JobKey, KeyFilter
 from singlerun.record import Record, encode, parse
 from singlerun.store import Lease, Reclaimed
-from singlerun.store.postgres import schema
+from singlerun.store.postgres import queue, schema
+from singlerun.store.postgres.session import Session, lock_key
 from singlerun.store.postgres.url import PostgresURL
 from singlerun.store.protocol import KeyState, Renewal, StopRequest
 
@@ -36,13 +30,6 @@ if TYPE_CHECKING:
 
 HISTORY_LENGTH = 10_000  # finished runs kept, as the other stores
 _TRIM_EVERY = 100  # runs between two trims of the history
-_MULTI_SLOT_CHECK = 1.0  # s: the head waiter's check for a slot whose holder died silently
-
-
-def lock_key(*parts: str | int) -> int:
-    """A stable signed 64-bit advisory lock key."""
-    digest = hashlib.blake2b("\0".join(map(str, parts)).encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "big", signed=True)
 
 
 @dataclass
@@ -51,97 +38,12 @@ class _Held:
     lock: int  # the slot's advisory lock key
 
 
-def _first_line(exc: BaseException) -> str:
-    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-
-
 class PostgresStore:
     def __init__(self, url: PostgresURL, ttl: float) -> None:
-        try:
-            import psycopg
-        except ImportError:
-            raise StoreError(
-                "the PostgreSQL backend needs psycopg: pip install 'singlerun[postgres]'"
-            ) from None
-        self._psycopg = psycopg
+        self.db = Session(url, ttl)
         self.location = url.location
-        self.ttl = ttl
         self.schema = url.schema
-        self.s = f'"{url.schema}"'
-        self._probe_sent: float | None = None  # a renewal query awaiting its answer
-        # Keepalives (and an unacknowledged-send limit) well inside the TTL, both ways: we
-        # notice a dead server, and the server drops a dead client's session and its locks.
-        beat = max(1, int(ttl / 3))
-        try:
-            self.conn: Any = psycopg.connect(
-                url.conninfo,
-                autocommit=True,
-                application_name="singlerun",
-                keepalives=1,
-                keepalives_idle=beat,
-                keepalives_interval=beat,
-                keepalives_count=3,
-                tcp_user_timeout=int(ttl * 1000),
-            )
-        except psycopg.ProgrammingError as exc:  # libpq rejected the URL's parameters
-            raise UsageError(f"invalid --backend URL: {_first_line(exc)}") from None
-        except psycopg.Error as exc:
-            raise StoreError(f"cannot reach {self.location}: {_first_line(exc)}") from None
-        with self._errors("use"):
-            for setting in ("tcp_keepalives_idle", "tcp_keepalives_interval"):
-                self.conn.execute(f"SET {setting} = {beat}")
-            # A waiter blocked in the server's lock queue runs a query, and a server does
-            # not read a running query's socket: without this, a killed waiter's session
-            # (its place in the queue) would outlive it until the lock came (PostgreSQL 14+).
-            with contextlib.suppress(self._psycopg.errors.UndefinedObject):
-                self.conn.execute("SET client_connection_check_interval = 1000")
-            self._prepare_schema()
-
-    @contextlib.contextmanager
-    def _errors(self, action: str) -> Iterator[None]:
-        try:
-            yield
-        except self._psycopg.errors.LockNotAvailable:
-            raise
-        except self._psycopg.Error as exc:
-            raise StoreError(f"cannot {action} {self.location}: {_first_line(exc)}") from None
-
-    def _q(self, sql: str, *args: Any) -> list[tuple[Any, ...]]:
-        cur = self.conn.execute(sql.replace("{s}", self.s), args or None)
-        return cur.fetchall() if cur.description else []
-
-    # -- the schema ----------------------------------------------------------------------------
-
-    def _prepare_schema(self) -> None:
-        errors = self._psycopg.errors
-        try:
-            (version,) = self._q("SELECT version FROM {s}.version")[0]
-        except (errors.UndefinedTable, errors.InvalidSchemaName):
-            version = None
-        if version is not None and version > schema.VERSION:
-            raise StoreError(
-                f"schema {self.schema} in {self.location} is version {version}, newer than "
-                f"this singlerun knows ({schema.VERSION}): upgrade singlerun"
-            )
-        if version == schema.VERSION:
-            return
-        with self.conn.transaction():
-            self._q("SELECT pg_advisory_xact_lock(%s)", lock_key(self.schema, "schema"))
-            exists = self._q("SELECT 1 FROM pg_namespace WHERE nspname = %s", self.schema)
-            if not exists:
-                try:
-                    self._q("CREATE SCHEMA {s}")
-                except errors.InsufficientPrivilege:
-                    raise StoreError(
-                        f"cannot create schema {self.schema} in {self.location}: permission "
-                        f"denied (an administrator can: CREATE SCHEMA {self.schema} "
-                        "AUTHORIZATION <role>)"
-                    ) from None
-            self._q(schema.BOOTSTRAP)
-            (current,) = self._q("SELECT version FROM {s}.version")[0]
-            for step in range(current + 1, schema.VERSION + 1):
-                self._q(schema.MIGRATIONS[step].replace("{s}", self.s))
-                self._q("UPDATE {s}.version SET version = %s", step)
+        self.ttl = ttl
 
     # -- acquiring -------------------------------------------------------------------------------
 
@@ -177,6 +79,12 @@ class PostgresStore:
         held = _Held(me.job_id, lock)
         return Lease(key, slot, str(fence), self.ttl, None, reclaimed, held, time.monotonic())
 
+    def _sleep_on_slot(self, key: JobKey, me: Record) -> Lease:
+        self._q("SELECT pg_advisory_lock(%s)", self._slot_lock(key, 0))
+        lease = self._grant(key, 0, me, waiting=True)
+        assert lease is not None  # waiting: it sleeps out a lease still in force
+        return lease
+
     def _try(self, key: JobKey, slots: int, me: Record, waiting: bool = False) -> Lease | None:
         for slot in range(slots):
             (got,) = self._q("SELECT pg_try_advisory_lock(%s)", self._slot_lock(key, slot))[0]
@@ -187,16 +95,20 @@ class PostgresStore:
     def acquire(
         self, key: JobKey, me: Record, *, slots: int, wait: bool, deadline: float | None
     ) -> Lease:
-        with self._errors("use"):
+        with self.db.errors("use"):
             lease = self._try(key, slots, me)
         if lease is not None:
             return lease
         if not wait:
             raise LockBusy(key, self.holders(key, slots))
         try:
-            with self._errors("wait on"):
-                return self._wait(key, me, slots, deadline)
-        except self._psycopg.errors.LockNotAvailable:  # lock_timeout: --wait-timeout ran out
+            with self.db.errors("wait on"):
+                return queue.wait(
+                    self.db, key, me, slots=slots, deadline=deadline,
+                    take_any=lambda: self._try(key, slots, me, waiting=True),
+                    take_first=lambda: self._sleep_on_slot(key, me),
+                )  # fmt: skip
+        except self.db.psycopg.errors.LockNotAvailable:  # lock_timeout: --wait-timeout ran out
             raise WaitTimeout(key, self.holders(key, slots)) from None
         except BaseException:
             # Interrupted in a blocking call, or the server went away: our session's end
@@ -204,82 +116,9 @@ class PostgresStore:
             self.close()
             raise
 
-    def _lock_timeout(self, deadline: float | None) -> None:
-        if deadline is None:
-            self._q("SET lock_timeout = 0")
-            return
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            raise self._psycopg.errors.LockNotAvailable("timeout")
-        self._q(f"SET lock_timeout = {max(1, int(remaining * 1000))}")
-
-    def _wait(self, key: JobKey, me: Record, slots: int, deadline: float | None) -> Lease:
-        ticket = lock_key(self.schema, key.stem, "ticket", me.job_id)
-        channel = f"singlerun_{lock_key(self.schema, key.stem) & 0xFFFFFFFFFFFF:x}"
-        self._q("SELECT pg_advisory_lock(%s)", ticket)  # ours alone: granted at once
-        (seq,) = self._q(
-            "INSERT INTO {s}.waiters (stem, job_id, record, lock_key) VALUES (%s, %s, %s, %s) "
-            "RETURNING seq",
-            key.stem, me.job_id, encode(me), ticket,
-        )[0]  # fmt: skip
-        self._q(f'LISTEN "{channel}"')
-        try:
-            while True:
-                held = schema.HELD.format(k="w.lock_key")
-                ahead = self._q(
-                    f"SELECT w.lock_key, {held} FROM {{s}}.waiters w "
-                    "WHERE w.stem = %s AND w.seq < %s ORDER BY w.seq",
-                    key.stem, seq,
-                )  # fmt: skip
-                dead = [k for k, alive in ahead if not alive]
-                if dead:
-                    self._q(
-                        "DELETE FROM {s}.waiters WHERE stem = %s AND lock_key = ANY(%s)",
-                        key.stem,
-                        dead,
-                    )
-                live = [k for k, alive in ahead if alive]
-                if live:  # sleep until the waiter just ahead leaves or dies
-                    self._lock_timeout(deadline)
-                    self._q("SELECT pg_advisory_lock_shared(%s)", live[-1])
-                    self._q("SELECT pg_advisory_unlock_shared(%s)", live[-1])
-                    continue
-                lease = self._try(key, slots, me, waiting=True)
-                if lease is not None:
-                    return lease
-                if slots == 1:  # the server's lock queue wakes us the moment it frees
-                    self._lock_timeout(deadline)
-                    self._q("SELECT pg_advisory_lock(%s)", self._slot_lock(key, 0))
-                    granted = self._grant(key, 0, me, waiting=True)
-                    assert granted is not None
-                    return granted
-                self._sleep_for_notify(deadline)
-        finally:
-            with contextlib.suppress(self._psycopg.Error):
-                if self.conn.pgconn.transaction_status == 0:  # idle: usable
-                    self._q("SET lock_timeout = 0")
-                    self._q(f'UNLISTEN "{channel}"')
-                    self._q(
-                        "DELETE FROM {s}.waiters WHERE stem = %s AND job_id = %s",
-                        key.stem,
-                        me.job_id,
-                    )
-                    self._q("SELECT pg_advisory_unlock(%s)", ticket)
-                    self._q("SELECT pg_notify(%s, '')", channel)  # the next waiter moves up
-
-    def _sleep_for_notify(self, deadline: float | None) -> None:
-        timeout = _MULTI_SLOT_CHECK
-        if deadline is not None:
-            timeout = min(timeout, deadline - time.monotonic())
-            if timeout <= 0:
-                raise self._psycopg.errors.LockNotAvailable("timeout")
-        for _ in self.conn.notifies(timeout=timeout, stop_after=1):
-            pass
-
     def regrant(self, lease: Lease, job_id: str) -> None:
         held: _Held = lease.handle
-        with self._errors("use"):
-            self._settle()
+        with self.db.errors("use"):
             rows = self._q(
                 "UPDATE {s}.holders SET job_id = %s, fence = nextval('{s}.fence'), "
                 "renewed_at = clock_timestamp() "
@@ -294,8 +133,7 @@ class PostgresStore:
 
     def publish(self, lease: Lease, record: Record) -> None:
         held: _Held = lease.handle
-        with self._errors("use"):
-            self._settle()
+        with self.db.errors("use"):
             self._q(
                 "UPDATE {s}.holders SET record = %s WHERE stem = %s AND slot = %s AND job_id = %s",
                 encode(record), lease.key.stem, lease.slot, held.job_id,
@@ -307,75 +145,42 @@ class PostgresStore:
     # -- the lease: a probe of the session, never waited for ---------------------------------
 
     def renew(self, lease: Lease) -> Renewal:
-        """Is the session alive and its lock still held, and was a stop asked for? The query
-        is sent and its answer collected on a later tick if it is slow: a black-holed server
-        must not stall the supervisor. A broken connection is a lost lock (it died with the
+        """Is the session alive and its lock still held, and was a stop asked for? The probe
+        also moves the row's lease on. A broken connection is a lost lock (it died with the
         session); no answer yet is 'unknown', which the ticker turns into a loss at the
         lease's deadline."""
         held: _Held = lease.handle
-        pq = self._psycopg.pq
-        pg = self.conn.pgconn
+        ours = schema.OURS.format(k="$1::bigint")
+        probe = (
+            "UPDATE {s}.holders SET renewed_at = clock_timestamp() WHERE stem = $2 "
+            f"AND slot = $3::integer AND job_id = $4 AND {ours} RETURNING true, "
+            "(SELECT request FROM {s}.stops WHERE stem = $2 AND slot = $3::integer "
+            "AND job_id = $4)"
+        )
+        args = [str(held.lock), lease.key.stem, str(lease.slot), held.job_id]
         try:
-            if self._probe_sent is None:
-                if pg.status != pq.ConnStatus.OK:
-                    return Renewal(False)
-                # Moves the row's lease on (renewed_at) only while our session holds the lock.
-                ours = schema.OURS.format(k="$1::bigint")
-                sql = (
-                    "UPDATE {s}.holders SET renewed_at = clock_timestamp() WHERE stem = $2 "
-                    f"AND slot = $3::integer AND job_id = $4 AND {ours} "
-                    "RETURNING true, (SELECT request FROM {s}.stops WHERE stem = $2 "
-                    "AND slot = $3::integer AND job_id = $4)"
-                ).replace("{s}", self.s)
-                args = [str(held.lock), lease.key.stem, str(lease.slot), held.job_id]
-                pg.send_query_params(sql.encode(), [a.encode() for a in args])
-                self._probe_sent = time.monotonic()
-                while pg.flush():
-                    select.select([], [pg.socket], [], 0.1)
-            sent = self._probe_sent
-            select.select([pg.socket], [], [], 0.05)  # usually answered within a tick
-            pg.consume_input()
-            if pg.is_busy():
-                return Renewal(None)
-            result = pg.get_result()
-            while pg.get_result() is not None:
-                pass
-            self._probe_sent = None
-        except self._psycopg.OperationalError:
+            answer = self.db.probe(probe, args)
+        except self.db.psycopg.OperationalError:
             return Renewal(False)
-        if result is None or result.status != pq.ExecStatus.TUPLES_OK:
-            return Renewal(False if pg.status != pq.ConnStatus.OK else None)
-        ours = result.ntuples == 1  # no row updated: the lock or the row is not ours
-        request = result.get_value(0, 1) if ours else None
-        stop = StopRequest.parse(request) if request else None
-        return Renewal(ours, stop, sent)
-
-    def _settle(self) -> None:
-        """Collect a probe still in flight before the connection is used for anything else."""
-        if self._probe_sent is None:
-            return
-        pg = self.conn.pgconn
-        deadline = time.monotonic() + max(1.0, self.ttl)
-        while pg.is_busy():
-            if time.monotonic() > deadline:
-                raise self._psycopg.OperationalError("the server stopped answering")
-            select.select([pg.socket], [], [], 0.1)
-            pg.consume_input()
-        while pg.get_result() is not None:
-            pass
-        self._probe_sent = None
+        if answer is None:
+            return Renewal(None)
+        result, sent = answer
+        if result is None or result.status != self.db.psycopg.pq.ExecStatus.TUPLES_OK:
+            return Renewal(None)
+        if result.ntuples != 1:  # no row moved on: the lock or the row is not ours
+            return Renewal(False, None, sent)
+        request = result.get_value(0, 1)
+        return Renewal(True, StopRequest.parse(request) if request else None, sent)
 
     def release(self, lease: Lease) -> None:
         held: _Held = lease.handle
-        with self._errors("release the lock in"):
-            self._settle()
+        with self.db.errors("release the lock in"):
             self._q(
                 "DELETE FROM {s}.holders WHERE stem = %s AND slot = %s AND job_id = %s",
                 lease.key.stem, lease.slot, held.job_id,
             )  # fmt: skip
             (ours,) = self._q("SELECT pg_advisory_unlock(%s)", held.lock)[0]
-            channel = f"singlerun_{lock_key(self.schema, lease.key.stem) & 0xFFFFFFFFFFFF:x}"
-            self._q("SELECT pg_notify(%s, '')", channel)
+            self._q("SELECT pg_notify(%s, '')", queue.channel(self.db, lease.key))
         if not ours:
             raise StoreError("the lock was lost during the run (its session ended)")
 
@@ -386,8 +191,7 @@ class PostgresStore:
         lock, or its lease is still in force."""
         where = "" if stem is None else "WHERE stem = %s"
         held = f"({schema.HELD.format(k='h.lock_key')} OR {schema.LEASE_LEFT.format(h='h.')} > 0)"
-        with self._errors("read"):
-            self._settle()
+        with self.db.errors("read"):
             return self._q(
                 f"SELECT stem, slot, record, {held} FROM {{s}}.holders h {where} "
                 "ORDER BY stem, slot",
@@ -412,7 +216,7 @@ class PostgresStore:
             else:
                 state.stale.append(record)
         held = schema.HELD.format(k="w.lock_key")
-        with self._errors("read"):
+        with self.db.errors("read"):
             rows = self._q(f"SELECT stem, record FROM {{s}}.waiters w WHERE {held} ORDER BY seq")
         for stem, data in rows:
             state = states.setdefault(stem, KeyState(stem, JobKey.from_stem(stem)))
@@ -438,7 +242,7 @@ class PostgresStore:
         if slot is None:
             return
         request = StopRequest(reason, record.job_id, sig or 0, kill_after).encode()
-        with self._errors("use"):
+        with self.db.errors("use"):
             self._q(
                 "INSERT INTO {s}.stops VALUES (%s, %s, %s, %s) ON CONFLICT (stem, slot) "
                 "DO UPDATE SET job_id = excluded.job_id, request = excluded.request",
@@ -447,8 +251,7 @@ class PostgresStore:
 
     def stop_reason(self, lease: Lease) -> str | None:
         held: _Held = lease.handle
-        with self._errors("read"):
-            self._settle()
+        with self.db.errors("read"):
             rows = self._q(
                 "DELETE FROM {s}.stops WHERE stem = %s AND slot = %s AND job_id = %s "
                 "RETURNING request",
@@ -463,7 +266,7 @@ class PostgresStore:
             if live:
                 continue
             lock = lock_key(self.schema, stem, slot)
-            with self._errors("clean"):
+            with self.db.errors("clean"):
                 # Hold the slot while removing its row, so a run starting now keeps its own.
                 if not self._q("SELECT pg_try_advisory_lock(%s)", lock)[0][0]:
                     continue
@@ -475,7 +278,7 @@ class PostgresStore:
                     self._q("SELECT pg_advisory_unlock(%s)", lock)
         if not dry_run:
             held = schema.HELD.format(k="lock_key")
-            with self._errors("clean"):
+            with self.db.errors("clean"):
                 self._q(f"DELETE FROM {{s}}.waiters WHERE stem = %s AND NOT {held}", state.stem)
         return removed
 
@@ -484,8 +287,7 @@ class PostgresStore:
     def add_runs(self, *runs: Run) -> None:
         from singlerun.history import journal_line
 
-        with self._errors("write the run history to"):
-            self._settle()
+        with self.db.errors("write the run history to"):
             for run in runs:
                 rows = self._q(
                     "INSERT INTO {s}.runs (job_id, \"group\", name, started_at, line) "
@@ -498,7 +300,7 @@ class PostgresStore:
     def _lines(self, sql: str, *args: Any) -> list[Run]:
         from singlerun.history import parse_journal
 
-        with self._errors("read the run history from"):
+        with self.db.errors("read the run history from"):
             rows = self._q(sql, *args)
         return [run for (line,) in rows for run in parse_journal(bytes(line))]
 
@@ -516,6 +318,8 @@ class PostgresStore:
         )
         return {(r.group, r.name): r for r in runs}
 
+    def _q(self, sql: str, *args: Any) -> list[tuple[Any, ...]]:
+        return self.db.q(sql, *args)
+
     def close(self) -> None:
-        with contextlib.suppress(Exception):
-            self.conn.close()
+        self.db.close()

@@ -1,0 +1,167 @@
+"""singlerun's one PostgreSQL session: its connection (keepalives both ways), queries with
+one-line errors, the schema made or migrated on first use, and a query that can be sent
+now and collected later (the lease probe), so that a black-holed server never stalls the
+supervisor. Advisory locks belong to this session and die with it."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import select
+import time
+from collections.abc import Iterator
+from typing import Any
+
+from singlerun.errors import StoreError, UsageError
+from singlerun.store.postgres import schema
+from singlerun.store.postgres.url import PostgresURL
+
+
+def lock_key(*parts: str | int) -> int:
+    """A stable signed 64-bit advisory lock key."""
+    digest = hashlib.blake2b("\0".join(map(str, parts)).encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)
+
+
+def first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+
+
+class Session:
+    def __init__(self, url: PostgresURL, ttl: float) -> None:
+        try:
+            import psycopg
+        except ImportError:
+            raise StoreError(
+                "the PostgreSQL backend needs psycopg: pip install 'singlerun[postgres]'"
+            ) from None
+        self.psycopg: Any = psycopg
+        self.location = url.location
+        self.schema = url.schema
+        self.ttl = ttl
+        self._probe_sent: float | None = None  # a probe awaiting its answer, sent then
+        # Keepalives (and an unacknowledged-send limit) well inside the TTL, both ways: we
+        # notice a dead server, and the server drops a dead client's session and its locks.
+        beat = max(1, int(ttl / 3))
+        try:
+            self.conn: Any = psycopg.connect(
+                url.conninfo,
+                autocommit=True,
+                application_name="singlerun",
+                keepalives=1,
+                keepalives_idle=beat,
+                keepalives_interval=beat,
+                keepalives_count=3,
+                tcp_user_timeout=int(ttl * 1000),
+            )
+        except psycopg.ProgrammingError as exc:  # libpq rejected the URL's parameters
+            raise UsageError(f"invalid --backend URL: {first_line(exc)}") from None
+        except psycopg.Error as exc:
+            raise StoreError(f"cannot reach {self.location}: {first_line(exc)}") from None
+        with self.errors("use"):
+            for setting in ("tcp_keepalives_idle", "tcp_keepalives_interval"):
+                self.conn.execute(f"SET {setting} = {beat}")
+            # A waiter blocked in the server's lock queue runs a query, and a server does
+            # not read a running query's socket: without this, a killed waiter's session
+            # (its place in the queue) would outlive it until the lock came (PostgreSQL 14+).
+            with contextlib.suppress(psycopg.errors.UndefinedObject):
+                self.conn.execute("SET client_connection_check_interval = 1000")
+            self._prepare_schema()
+
+    @contextlib.contextmanager
+    def errors(self, action: str) -> Iterator[None]:
+        """psycopg's errors as one StoreError line; lock_timeout passes through."""
+        try:
+            yield
+        except self.psycopg.errors.LockNotAvailable:
+            raise
+        except self.psycopg.Error as exc:
+            raise StoreError(f"cannot {action} {self.location}: {first_line(exc)}") from None
+
+    def sql(self, text: str) -> str:
+        """`{s}` in `text` becomes the quoted schema."""
+        return text.replace("{s}", f'"{self.schema}"')
+
+    def q(self, text: str, *args: Any) -> list[tuple[Any, ...]]:
+        self.settle()
+        cur = self.conn.execute(self.sql(text), args or None)
+        return cur.fetchall() if cur.description else []
+
+    def idle(self) -> bool:
+        """Whether the connection can take a query (not broken, not inside one)."""
+        return bool(self.conn.pgconn.transaction_status == self.psycopg.pq.TransactionStatus.IDLE)
+
+    def _prepare_schema(self) -> None:
+        errors = self.psycopg.errors
+        try:
+            (version,) = self.q("SELECT version FROM {s}.version")[0]
+        except (errors.UndefinedTable, errors.InvalidSchemaName):
+            version = None
+        if version is not None and version > schema.VERSION:
+            raise StoreError(
+                f"schema {self.schema} in {self.location} is version {version}, newer than "
+                f"this singlerun knows ({schema.VERSION}): upgrade singlerun"
+            )
+        if version == schema.VERSION:
+            return
+        with self.conn.transaction():
+            self.q("SELECT pg_advisory_xact_lock(%s)", lock_key(self.schema, "schema"))
+            if not self.q("SELECT 1 FROM pg_namespace WHERE nspname = %s", self.schema):
+                try:
+                    self.q("CREATE SCHEMA {s}")
+                except errors.InsufficientPrivilege:
+                    raise StoreError(
+                        f"cannot create schema {self.schema} in {self.location}: permission "
+                        f"denied (an administrator can: CREATE SCHEMA {self.schema} "
+                        "AUTHORIZATION <role>)"
+                    ) from None
+            self.q(schema.BOOTSTRAP)
+            (current,) = self.q("SELECT version FROM {s}.version")[0]
+            for step in range(current + 1, schema.VERSION + 1):
+                self.q(schema.MIGRATIONS[step])
+                self.q("UPDATE {s}.version SET version = %s", step)
+
+    # -- a query answered later ----------------------------------------------------------------
+
+    def probe(self, text: str, args: list[str]) -> tuple[Any, float] | None:
+        """Send `text` (once; $N parameters) unless a probe is already out, and return its
+        result and when it was sent if the answer is there; None if it is not yet.
+        Raises OperationalError if the connection is broken."""
+        pg = self.conn.pgconn
+        pq = self.psycopg.pq
+        if self._probe_sent is None:
+            if pg.status != pq.ConnStatus.OK:
+                raise self.psycopg.OperationalError("the connection is closed")
+            pg.send_query_params(self.sql(text).encode(), [a.encode() for a in args])
+            self._probe_sent = time.monotonic()
+            while pg.flush():
+                select.select([], [pg.socket], [], 0.1)
+        sent = self._probe_sent
+        select.select([pg.socket], [], [], 0.05)  # usually answered within a tick
+        pg.consume_input()
+        if pg.is_busy():
+            return None
+        result = pg.get_result()
+        while pg.get_result() is not None:
+            pass
+        self._probe_sent = None
+        return result, sent
+
+    def settle(self) -> None:
+        """Collect a probe still out before the connection is used for anything else."""
+        if self._probe_sent is None:
+            return
+        pg = self.conn.pgconn
+        deadline = time.monotonic() + max(1.0, self.ttl)
+        while pg.is_busy():
+            if time.monotonic() > deadline:
+                raise self.psycopg.OperationalError("the server stopped answering")
+            select.select([pg.socket], [], [], 0.1)
+            pg.consume_input()
+        while pg.get_result() is not None:
+            pass
+        self._probe_sent = None
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self.conn.close()
