@@ -14,6 +14,7 @@ import click
 from singlerun import __version__, say
 from singlerun.errors import SinglerunError, UsageError
 from singlerun.exitcodes import ExitCode
+from singlerun.history import KEEP
 from singlerun.keys import DEFAULT_GROUP, MAX_SLOTS
 from singlerun.options import (
     Duration,
@@ -206,6 +207,15 @@ def cli() -> None:
     help="With --backend, if the lease cannot be kept: stop the job (exit 125), or let it "
     "run on with a warning.",
 )
+@option(
+    "--history-size",
+    type=click.IntRange(100, 10_000_000),
+    default=KEEP,
+    show_default=True,
+    metavar="N",
+    help="Keep the newest N finished runs in the history (the lock directory's ledger, "
+    "the Redis stream, the PostgreSQL table).",
+)
 @option("-q", "--quiet", is_flag=True, help="No conflict message, no stale-lock warning.")
 @option("-v", "--verbose", is_flag=True, help="Say what singlerun does.")
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
@@ -230,6 +240,7 @@ def run_cmd(
     backend: str | None,
     lease_ttl: float,
     on_lease_lost: str,
+    history_size: int,
     quiet: bool,
     verbose: bool,
 ) -> int:
@@ -270,6 +281,7 @@ def run_cmd(
         max_runtime=max_runtime,
         signal=signal,
         kill_after=kill_after,
+        history_size=history_size,
     )
     return runner.run(cfg)
 

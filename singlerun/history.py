@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 
 JOURNAL = "history.log"  # key files all end in .lock/.rec/.queue/.stop: no clash
 FOLD_AT = 64 * 1024  # journal bytes past which a run folds it into the ledger
+KEEP = 10_000  # finished runs a history keeps unless --history-size says otherwise
 
 
 @dataclass(frozen=True)
@@ -96,7 +97,7 @@ def parse_journal(data: bytes) -> list[Run]:
     return runs
 
 
-def append(lock_dir: LockDir, runs: tuple[Run, ...]) -> None:
+def append(lock_dir: LockDir, runs: tuple[Run, ...], keep: int = KEEP) -> None:
     """Add rows to the journal (one write), folding it into the ledger once it is large."""
     data = b"".join(journal_line(run) for run in runs)
     try:
@@ -115,4 +116,4 @@ def append(lock_dir: LockDir, runs: tuple[Run, ...]) -> None:
     if size >= FOLD_AT:
         from singlerun.ledger import Ledger  # lazy: sqlite3, once per many runs
 
-        Ledger(lock_dir).fold()
+        Ledger(lock_dir).fold(keep)

@@ -19,11 +19,10 @@ from collections.abc import Iterator
 from dataclasses import astuple, fields
 
 from singlerun.errors import StoreError
-from singlerun.history import JOURNAL, Run, parse_journal
+from singlerun.history import JOURNAL, KEEP, Run, parse_journal
 from singlerun.lockdir import LockDir
 
 FILE_NAME = "history.db"
-KEEP = 10_000  # finished runs the ledger keeps (as the Redis store's stream)
 _BUSY_TIMEOUT_MS = 5_000  # plenty for ms-long inserts; a wedged ledger costs a fold 5 s
 _TRANSIENT = (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)  # primary result codes
 _SIDE_FILES = ("-journal", "-wal", "-shm")  # sqlite3's own files beside the database
@@ -59,7 +58,7 @@ class Ledger:
         found = self.dir.read(JOURNAL)
         return parse_journal(found[0]) if found else []
 
-    def fold(self) -> None:
+    def fold(self, keep: int = KEEP) -> None:
         """Move the journal's rows into the ledger, then empty the journal; appends wait."""
         try:
             fd = self.dir.open(JOURNAL, os.O_RDWR)
@@ -71,7 +70,7 @@ class Ledger:
                 runs = parse_journal(f.read())
             if runs:
                 self.add(*runs)
-                self._trim()
+                self._trim(keep)
             os.ftruncate(fd, 0)  # only once every row is in the ledger
         finally:
             os.close(fd)
@@ -160,14 +159,14 @@ class Ledger:
                 time.sleep(pause)
                 pause = min(pause * 2, 0.2)
 
-    def _trim(self) -> None:
-        """Keep the newest KEEP runs: the ledger must not grow forever."""
+    def _trim(self, keep: int) -> None:
+        """Keep the newest `keep` runs: the ledger must not grow forever."""
         with _failing_as("trim"):
             db = self._connect()
             try:
                 db.execute(
                     "DELETE FROM runs WHERE job_id IN (SELECT job_id FROM runs "
-                    f"ORDER BY started_at DESC LIMIT -1 OFFSET {KEEP})"
+                    f"ORDER BY started_at DESC LIMIT -1 OFFSET {int(keep)})"
                 )
             finally:
                 db.close()

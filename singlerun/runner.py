@@ -50,6 +50,7 @@ class RunConfig:
     max_runtime: float | None = None
     signal: int = signal.SIGTERM
     kill_after: float = 10.0
+    history_size: int | None = None  # --history-size (None: history.KEEP)
 
 
 def _report_reclaimed(lease: Lease) -> None:
@@ -143,7 +144,13 @@ class _Bookkeeping:
 
 
 def _write_history(
-    store: Store, me: Record, lease: Lease, code: int, outcome: str, books: _Bookkeeping
+    store: Store,
+    me: Record,
+    lease: Lease,
+    code: int,
+    outcome: str,
+    books: _Bookkeeping,
+    keep: int | None,
 ) -> None:
     """The ledger never fails a run: any error (sqlite3's, the file system's, or even loading
     sqlite3 under a memory limit) is one warning, and the job's status stands."""
@@ -155,7 +162,7 @@ def _write_history(
         if dead is not None:
             rows.append(Run.lost(dead))
             lease.reclaimed = None  # its row is written once, with the first attempt's
-        store.add_runs(*rows)
+        store.add_runs(*rows, keep=keep)
     except StoreError as exc:
         books.warn(exc.message)
     except Exception as exc:
@@ -291,9 +298,11 @@ def run(cfg: RunConfig) -> int:
         except (OSError, StoreError) as exc:
             books.warn(f"releasing {cfg.key}: {getattr(exc, 'message', exc)}")
         if done is not None:
-            _write_history(store, done.record, lease, done.code, done.outcome, books)
+            _write_history(
+                store, done.record, lease, done.code, done.outcome, books, cfg.history_size
+            )
         elif spawn_failed is not None:
-            _write_history(store, me, lease, spawn_failed, "failed", books)
+            _write_history(store, me, lease, spawn_failed, "failed", books, cfg.history_size)
         store.close()
 
 
@@ -330,7 +339,7 @@ def _more_attempts(
             last.record, child_pid=None, child_started=None, next_attempt_at=time.time() + pause
         )
         _publish_quietly(store, lease, waiting, books)
-        _write_history(store, last.record, lease, last.code, last.outcome, books)
+        _write_history(store, last.record, lease, last.code, last.outcome, books, cfg.history_size)
         if supervise.pause(pause, ticker):
             break  # signalled or stopped while waiting: the last attempt's status stands
         me = replace(

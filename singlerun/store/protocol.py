@@ -117,8 +117,9 @@ class Store(Protocol):
         """Remove a key's stale records and dead waiters' tickets; return the records."""
         ...
 
-    def add_runs(self, *runs: Run) -> None:
-        """Add finished runs to the history (once per job ID)."""
+    def add_runs(self, *runs: Run, keep: int | None = None) -> None:
+        """Add finished runs to the history (once per job ID), which keeps the newest `keep`
+        (None: history.KEEP)."""
         ...
 
     def runs(self, only: KeyFilter, limit: int | None) -> list[Run]:

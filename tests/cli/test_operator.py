@@ -330,13 +330,12 @@ def test_the_ledger_keeps_a_bounded_number_of_runs(tmp_path, monkeypatch):
     from singlerun import history, ledger
     from singlerun.lockdir import LockDir
 
-    monkeypatch.setattr(ledger, "KEEP", 3)
     rows = [
         history.Run(f"J{i:02d}", "g", "n", "h", 1, 1000.0 + i, 1001.0 + i, 0, "ok", "[]")
         for i in range(5)
     ]
     history.append(LockDir(str(tmp_path)), tuple(rows))
-    ledger.Ledger(LockDir(str(tmp_path))).fold()
+    ledger.Ledger(LockDir(str(tmp_path))).fold(keep=3)
     assert [r.job_id for r in ledger.Ledger(LockDir(str(tmp_path))).runs()] == ["J04", "J03", "J02"]
 
 
@@ -380,3 +379,23 @@ def test_stop_with_several_holders_stops_them_at_once_and_reports_each(sr):
     assert took < 6.5, took  # 3 x 3 s if one after the other
     for h in holders:
         assert h.wait(10) == 128 + signal.SIGKILL
+
+
+def test_history_size_bounds_the_ledger_from_the_command_line(sr):
+    from singlerun.history import FOLD_AT, Run, journal_line
+
+    old = [Run(f"OLD{i:04d}", "default", "k", "h", 1, 1000.0 + i, 1001.0 + i, 0, "ok", "[]")
+           for i in range(300)]  # fmt: skip
+    filler = b"".join(journal_line(r) for r in old)
+    filler += b"\n" * (FOLD_AT - len(filler))  # blank lines: skipped, but they fill the journal
+    (sr.lock_dir / "history.log").write_bytes(filler)
+    r = sr.run("-n", "k", "--history-size", "150", "--", "true")  # finds the journal full: folds
+    assert r.returncode == 0, r.stderr
+    assert (sr.lock_dir / "history.log").stat().st_size == 0
+    runs = json.loads(sr.run("history", "--json", "-n", "k", "--limit", "1000").stdout)
+    assert len(runs) == 150 and runs[-1]["job_id"] == "OLD0151"  # the newest 150 of 301
+    for bad in ("99", "x", "20000000"):
+        r = sr.run("-n", "k", "--history-size", bad, "--", "true")
+        assert r.returncode == 2 and r.stderr.count("\n") == 1, (bad, r.stderr)
+    r = sr.run("-n", "k", "--", "true", env={"SINGLERUN_HISTORY_SIZE": "5"})
+    assert r.returncode == 2 and "history-size" in r.stderr, r.stderr

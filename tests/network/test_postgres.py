@@ -76,17 +76,21 @@ def test_an_older_schema_is_migrated_and_a_newer_one_refused(rr, postgres_server
     assert r.returncode == 125 and "newer than this singlerun knows" in r.stderr
 
 
-def test_the_history_keeps_a_bounded_number_of_runs(rr, postgres_server, ns):
+@pytest.mark.parametrize("size", [None, "200"])
+def test_the_history_keeps_a_bounded_number_of_runs(rr, postgres_server, ns, size):
+    keep = int(size or 10_000)
     assert rr.run("-n", "k", "--", "true").returncode == 0  # creates the schema
     line = b'["J","g","n","h",1,1.0,2.0,0,"ok","[]",1,"J"]\n'
     postgres_server.sql(
         f'INSERT INTO {ns}.runs (job_id, "group", name, started_at, line) '
-        "SELECT 'old' || i, 'g', 'n', i, %s FROM generate_series(2, 10099) i",
+        "SELECT 'old' || i, 'g', 'n', i, %s FROM generate_series(2, %s) i",
         line,
+        keep + 99,
     )
-    assert rr.run("-n", "k", "--", "true").returncode == 0  # run number 10,100: a trim
+    env = {"SINGLERUN_HISTORY_SIZE": size} if size else {}
+    assert rr.run("-n", "k", "--", "true", env=env).returncode == 0  # run keep + 100: a trim
     (count,) = postgres_server.sql(f"SELECT count(*) FROM {ns}.runs")[0]
-    assert count == 10_000
+    assert count == keep
     r = rr.run("history", "--json", "-n", "k")
     assert r.returncode == 0 and json.loads(r.stdout)[0]["outcome"] == "ok"
 

@@ -297,10 +297,10 @@ class FileStore:
             self._ledger = Ledger(self.dir)
         return self._ledger
 
-    def add_runs(self, *runs: Run) -> None:
+    def add_runs(self, *runs: Run, keep: int | None = None) -> None:
         from singlerun import history
 
-        history.append(self.dir, runs)
+        history.append(self.dir, runs, keep or history.KEEP)
 
     def runs(self, only: KeyFilter, limit: int | None) -> list[Run]:
         return self._history().runs(only.group, only.name, limit)

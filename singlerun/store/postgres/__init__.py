@@ -28,7 +28,6 @@ from singlerun.store.protocol import KeyState, Renewal, StopRequest
 if TYPE_CHECKING:
     from singlerun.history import Run
 
-HISTORY_LENGTH = 10_000  # finished runs kept, as the other stores
 _TRIM_EVERY = 100  # runs between two trims of the history
 
 
@@ -284,8 +283,8 @@ class PostgresStore:
 
     # -- history: a bounded table ---------------------------------------------------------------
 
-    def add_runs(self, *runs: Run) -> None:
-        from singlerun.history import journal_line
+    def add_runs(self, *runs: Run, keep: int | None = None) -> None:
+        from singlerun.history import KEEP, journal_line
 
         with self.db.errors("write the run history to"):
             for run in runs:
@@ -295,7 +294,7 @@ class PostgresStore:
                     run.job_id, run.group, run.name, run.started_at, journal_line(run),
                 )  # fmt: skip
                 if rows and rows[0][0] % _TRIM_EVERY == 0:
-                    self._q("DELETE FROM {s}.runs WHERE id <= %s", rows[0][0] - HISTORY_LENGTH)
+                    self._q("DELETE FROM {s}.runs WHERE id <= %s", rows[0][0] - (keep or KEEP))
 
     def _lines(self, sql: str, *args: Any) -> list[Run]:
         from singlerun.history import parse_journal

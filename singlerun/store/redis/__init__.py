@@ -28,8 +28,6 @@ from singlerun.store.redis.url import RedisURL
 if TYPE_CHECKING:
     from singlerun.history import Run
 
-HISTORY_LENGTH = 10_000  # the stream keeps about this many finished runs
-
 
 @dataclass
 class _Held:
@@ -247,15 +245,13 @@ class RedisStore:
 
     # -- history: a capped stream ------------------------------------------------------------
 
-    def add_runs(self, *runs: Run) -> None:
-        from singlerun.history import journal_line
+    def add_runs(self, *runs: Run, keep: int | None = None) -> None:
+        from singlerun.history import KEEP, journal_line
 
         with self._errors("write the run history to"):
             pipe = self.client.pipeline(transaction=False)
             for run in runs:
-                pipe.xadd(
-                    f"{self.prefix}history", {"run": journal_line(run)}, maxlen=HISTORY_LENGTH
-                )
+                pipe.xadd(f"{self.prefix}history", {"run": journal_line(run)}, maxlen=keep or KEEP)
             pipe.execute()
 
     def _history(self, batch: int = 500) -> Iterator[Run]:
