@@ -82,10 +82,10 @@ def store_options() -> list[Decorator]:
             help="A network store instead of the lock directory, for jobs single across "
             "machines: redis://[USER:PASSWORD@]HOST[:PORT][/DB], rediss://… (TLS), "
             "unix://PATH?db=N; ?prefix=P (default singlerun:), ?connect_timeout=D (5s); "
-            "the password may come from REDISCLI_AUTH. Or postgresql://[USER[:PASSWORD]@]HOST"
-            "[:PORT]/DBNAME (also postgres://; libpq parameters such as ?sslmode=, "
-            "?connect_timeout=SECONDS (5); ?schema=S, default singlerun); the password may "
-            "come from PGPASSWORD or ~/.pgpass.",
+            "the password may come from REDISCLI_AUTH. Or postgresql://[USER@]HOST[:PORT]/DB "
+            "(also postgres://), with libpq's parameters (?sslmode=, ?connect_timeout=SECONDS, "
+            "default 5) and ?schema=S (default singlerun); the password may come from the "
+            "URL, PGPASSWORD or ~/.pgpass.",
         ),
     ]
 
