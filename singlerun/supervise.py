@@ -103,6 +103,7 @@ def _fork_exec(
     we wait in vfork for that exec: a hang only SIGKILL ends. Here the child inherits our
     blocked SIGTSTP, leaves our group, then discards a Ctrl-Z that came meanwhile (ours,
     still pending, is passed on to the job once it runs)."""
+    tstp_ignored = signal.getsignal(signal.SIGTSTP) is signal.SIG_IGN  # then it stays so
     r, w = os.pipe2(os.O_CLOEXEC)
     pid = os.fork()
     if pid == 0:  # pragma: no cover (the child execs)
@@ -110,7 +111,7 @@ def _fork_exec(
         try:
             os.setpgid(0, 0)
             signal.signal(signal.SIGTSTP, signal.SIG_IGN)  # discards a pending one
-            for sig in (signal.SIGTSTP, *dfl):
+            for sig in dfl if tstp_ignored else (signal.SIGTSTP, *dfl):
                 signal.signal(sig, signal.SIG_DFL)
             signal.pthread_sigmask(signal.SIG_SETMASK, mask)
             os.execvpe(argv[0], argv, env)
