@@ -36,8 +36,9 @@ FORWARDED = (
 # Blocked while a job runs, and taken with sigwaitinfo. SIGTTOU: taking the terminal back
 # from a background group would otherwise stop us. SIGTSTP: a Ctrl-Z that reaches us (before
 # the job has the terminal) is passed on to the job, whose stop we then mirror; we never
-# stop halfway through handing the terminal over.
-JOB_SIGNALS = {*FORWARDED, signal.SIGCHLD, signal.SIGTTOU, signal.SIGTSTP}
+# stop halfway through handing the terminal over. SIGCONT (it continues us all the same):
+# after `fg`, the terminal the shell gave us is handed on to the job.
+JOB_SIGNALS = {*FORWARDED, signal.SIGCHLD, signal.SIGTTOU, signal.SIGTSTP, signal.SIGCONT}
 
 _interrupted: list[int] = []  # terminating signals received before the job started
 # SIGINT that ended the job (or singlerun before the job started): singlerun then dies of

@@ -140,6 +140,20 @@ def _has_terminal() -> bool:
         return False
 
 
+def _give_terminal(pgid: int) -> bool:
+    """If singlerun's group is its terminal's foreground, make the job's group so."""
+    foreground = _foreground_tty()
+    if foreground is None:
+        return False
+    try:
+        os.tcsetpgrp(foreground, pgid)
+        return True
+    except OSError:
+        return False
+    finally:
+        os.close(foreground)
+
+
 def _stop_with_job(pgid: int, sig: int, tty: int | None) -> None:
     """The job was stopped by job control (Ctrl-Z, or reading the terminal from the
     background): stop too, with the same signal, so the shell sees its job stopped and `$?`
@@ -149,11 +163,7 @@ def _stop_with_job(pgid: int, sig: int, tty: int | None) -> None:
         with contextlib.suppress(OSError):
             os.tcsetpgrp(tty, os.getpgrp())
     stop_self(sig)
-    foreground = _foreground_tty()
-    if foreground is not None:
-        with contextlib.suppress(OSError):
-            os.tcsetpgrp(foreground, pgid)
-        os.close(foreground)
+    _give_terminal(pgid)
     _signal_group(pgid, signal.SIGCONT)
 
 
@@ -199,8 +209,11 @@ def _reaped(pid: int, tty: int | None) -> int | None:
     if not os.WIFSTOPPED(status):
         return status
     sig = os.WSTOPSIG(status)
-    if tty is not None and sig in (signal.SIGTTIN, signal.SIGTTOU) and _owns(tty, pid):
-        # It touched the terminal before we had handed it over: carry on.
+    if sig in (signal.SIGTTIN, signal.SIGTTOU) and (
+        (tty is not None and _owns(tty, pid)) or _give_terminal(pid)
+    ):
+        # It touched the terminal before we had handed it over (or before `fg` reached
+        # us): it has the terminal now, carry on.
         _signal_group(pid, signal.SIGCONT)
     elif tty is not None or (sig in _JOB_CONTROL and _has_terminal()):
         # From a terminal's foreground any stop is mirrored; from its background (`&`),
@@ -268,6 +281,8 @@ def _wait(pid: int, tty: int | None, limit: Limit | None, ticker: Ticker | None)
             return Ended(ExitCode.SIGNAL_BASE - code, -code, timed_out, stopped, forwarded)
         if info.si_signo == signal.SIGTSTP:
             _signal_group(pid, signal.SIGTSTP)  # its stop comes back as SIGCHLD: mirrored
+        elif info.si_signo == signal.SIGCONT:
+            _give_terminal(pid)  # `fg` of a singlerun running in the background
         elif info.si_signo in FORWARDED:
             # To the job's whole process group, as the terminal would (and as timeout(1) does).
             _signal_group(pid, info.si_signo)

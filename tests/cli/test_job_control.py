@@ -98,8 +98,19 @@ def _states(shell: Shell) -> set[str]:
         return set()
 
 
+def _job_has_terminal(shell: Shell) -> bool:
+    """Whether the job's process group is the terminal's foreground (read on the master)."""
+    procs = _procs(shell)
+    return len(procs) == 2 and os.tcgetpgrp(shell.master) == procs[1].pid
+
+
 def _key_free(sr, name: str) -> bool:
     return sr.run("-n", name, "--", "true").returncode == 0
+
+
+def _singlerun_has_terminal(shell: Shell) -> bool:
+    procs = _procs(shell)
+    return bool(procs) and os.tcgetpgrp(shell.master) == procs[0].pid
 
 
 def test_ctrl_z_stops_both_then_bg_and_fg_resume_them(sr, shell):
@@ -111,11 +122,15 @@ def test_ctrl_z_stops_both_then_bg_and_fg_resume_them(sr, shell):
     wait_for(lambda: _states(shell) == {psutil.STATUS_STOPPED}, what="both stopped")
     shell.send("$SR -n z -- sleep 30\n")  # the key stays held while stopped
     shell.expect(rb"already running")
+    shell.send("fg\n")  # both go on, and the job has the terminal again
+    wait_for(lambda: psutil.STATUS_STOPPED not in _states(shell), what="both resumed by fg")
+    wait_for(lambda: _job_has_terminal(shell), what="fg gave the job the terminal")
+    shell.send("\x1a")
+    shell.expect(rb"Stopped")
     shell.send("bg\n")
     wait_for(lambda: psutil.STATUS_STOPPED not in _states(shell), what="both resumed by bg")
-    shell.send("fg\n")
-    shell.expect(rb"sleep 30")
-    time.sleep(0.2)  # let fg hand the terminal over before typing Ctrl-C
+    shell.send("fg\n")  # bash gives singlerun the terminal; Ctrl-C is passed on to the job
+    wait_for(lambda: _singlerun_has_terminal(shell) or _job_has_terminal(shell), what="fg")
     shell.send("\x03")  # Ctrl-C now reaches the job: the terminal is the job's again
     assert shell.status() == 130
     assert shell.alive()
@@ -139,7 +154,7 @@ def test_a_background_job_reading_the_terminal_stops_and_fg_lets_it_go_on(sr, sh
     shell.send("jobs\n")
     shell.expect(rb"Stopped")
     shell.send("fg\n")
-    time.sleep(0.2)
+    wait_for(lambda: _job_has_terminal(shell), what="fg gave the job the terminal")
     shell.send("hello\n")
     shell.expect(rb"hello\r?\n(.*\r?\n)?hello")  # echoed by the terminal, then by cat
     shell.send("\x04")  # end of input: cat exits 0
