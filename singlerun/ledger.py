@@ -27,6 +27,7 @@ _BUSY_TIMEOUT_MS = 5_000  # plenty for ms-long inserts; a wedged ledger costs a 
 _TRANSIENT = (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)  # primary result codes
 _SIDE_FILES = ("-journal", "-wal", "-shm")  # sqlite3's own files beside the database
 
+_RUN_COLUMNS = {f.name for f in fields(Run)}
 _COLUMNS = ", ".join(f'"{f.name}"' for f in fields(Run))
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -106,19 +107,24 @@ class Ledger:
         return db
 
     def _reader(self) -> sqlite3.Connection | None:
-        """A read-only connection, None if there is no ledger yet."""
+        """A read-only connection, None if there is no ledger yet. A ledger an older
+        singlerun left (WAL mode, missing columns) is brought up to date once, by whoever
+        reads it first."""
         if not self._check_files():
             return None
         if self._wal_mode():
-            self._connect().close()  # converted once, by whoever reads it first
+            self._connect().close()
+        db = self._read_only()
+        if not {row[1] for row in db.execute("PRAGMA table_info(runs)")} >= _RUN_COLUMNS:
+            db.close()
+            self._connect().close()
+            db = self._read_only()
+        return db
+
+    def _read_only(self) -> sqlite3.Connection:
         uri = f"file:{self.dir.at(FILE_NAME)}?mode=ro"
         db = sqlite3.connect(uri, uri=True, timeout=_BUSY_TIMEOUT_MS / 1000, isolation_level=None)
         db.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
-        have = {row[1] for row in db.execute("PRAGMA table_info(runs)")}
-        if not have >= {f.name for f in fields(Run)}:  # an older schema: a fold migrates it
-            db.close()
-            self._connect().close()
-            db = sqlite3.connect(uri, uri=True, timeout=_BUSY_TIMEOUT_MS / 1000)
         return db
 
     def _wal_mode(self) -> bool:
