@@ -60,7 +60,8 @@ class LeaseTicker:
         self.lost = False
 
     def guard(self, pgid: int) -> None:
-        """The job has started: from now on it dies with the lease (watchdog.py)."""
+        """The job's process group exists and is about to run: from now on it dies with the
+        lease (watchdog.py)."""
         self.watchdog = Watchdog(pgid, self.deadline)
 
     def _lose(self, why: str) -> Stop | None:

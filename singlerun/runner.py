@@ -206,8 +206,6 @@ def _attempt(
             store.publish(lease, me.with_child(pid, process_start_time(pid)))
         except StoreError as exc:
             books.warn(exc.message)
-        if ticker is not None:
-            ticker.guard(pid)
 
     env = {
         **{k: v for k, v in os.environ.items() if k not in cfg.scrubbed},
@@ -222,7 +220,13 @@ def _attempt(
     if cfg.max_runtime is not None:
         limit = supervise.Limit(cfg.max_runtime, cfg.signal, cfg.kill_after)
     ended = supervise.run(
-        cfg.command, env, keep_fd=keep, on_started=started, limit=limit, ticker=ticker
+        cfg.command,
+        env,
+        keep_fd=keep,
+        on_started=started,
+        guard=None if ticker is None else ticker.guard,  # armed before the job can run
+        limit=limit,
+        ticker=ticker,
     )
     lost = False
     if ticker is not None:

@@ -10,7 +10,8 @@ terminal's Ctrl-Z does not stop it), holds the read end of a pipe and a deadline
   SIGKILLs the job's whole process group at once and exits;
 - the goodbye (`disarm`) ends it quietly.
 The deadline is measured from *before* the renewal request was sent, minus a margin, so it
-always comes before the server's expiry.
+always comes before the server's expiry. The guard is armed before the job may exec
+(supervise._fork_exec's gate): there is no instant in which the job runs unguarded.
 """
 
 from __future__ import annotations
@@ -52,7 +53,10 @@ class Watchdog:
         read_fd, self._write_fd = os.pipe()
         self.pid = os.fork()
         if self.pid == 0:  # the guard
-            os.close(self._write_fd)
+            # Only its pipe: a copy of the job's gate, the lock or a server connection kept
+            # open here would outlive a dead singlerun.
+            os.closerange(3, read_fd)
+            os.closerange(read_fd + 1, os.sysconf("SC_OPEN_MAX"))
             # Terminal and forwarded signals are singlerun's to act on, not the guard's.
             signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM, signal.SIGHUP})
             _guard(read_fd, pgid, deadline)

@@ -1,5 +1,6 @@
 """A TCP proxy on loopback that a test can cut (close every connection, refuse new ones)
-or black-hole (keep connections open, forward nothing), as a network partition would."""
+or black-hole (keep connections open, forward nothing), as a network partition would, or
+slow down (every reply from the server held for `delay` seconds), as a distant server is."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import contextlib
 import select
 import socket
 import threading
+import time
 
 
 class Proxy:
@@ -18,6 +20,7 @@ class Proxy:
         self.conns: list[socket.socket] = []
         self.lock = threading.Lock()
         self.closed = False
+        self.delay = 0.0  # seconds each chunk from the server waits before it is passed on
         threading.Thread(target=self._accept, daemon=True).start()
 
     def _accept(self) -> None:
@@ -48,6 +51,8 @@ class Proxy:
                     if not data:
                         return
                     if self.mode == "pass":
+                        if s is b and self.delay:
+                            time.sleep(self.delay)
                         peers[s].sendall(data)
                     # blackhole: read and drop, so neither side sees an error
         except OSError:

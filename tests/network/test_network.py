@@ -1,8 +1,10 @@
 """Partitions between singlerun and its server: a proxy that cuts or black-holes the
 connection, and contenders in separate network namespaces."""
 
+import contextlib
 import os
 import shutil
+import signal
 import subprocess
 import time
 
@@ -118,3 +120,35 @@ def test_contenders_in_separate_network_namespaces(rr, redis_server, prefix, tmp
         for name, out in made:
             subprocess.run(["ip", "link", "del", out], capture_output=True)
             subprocess.run(["ip", "netns", "del", name], capture_output=True)
+
+
+def _dead(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
+@pytest.mark.parametrize("fault", ["KILL", "STOP"])
+def test_no_instant_of_a_job_without_its_watchdog(rr, server, proxy, ns, tmp_path, fault):
+    """Issue 23's overlap: the job ran before its watchdog was armed (armed only after the
+    record naming the job had been written to the server). A singlerun killed or frozen in
+    that window left the job running unguarded past its lease, beside the next holder. The
+    slow server makes the window wide; the job itself kills or freezes its singlerun the
+    moment it runs, so the interleaving is the same on every run."""
+    pidfile = tmp_path / "job.pid"
+    proxy.delay = 0.3
+    env = {"SINGLERUN_BACKEND": server.url(ns, port=proxy.port)}
+    job = f"echo $$ > {pidfile}; kill -{fault} $PPID; exec sleep 30"
+    holder = rr.start("-n", "w", "--lease-ttl", "3s", "--", "sh", "-c", job, env=env)
+    try:
+        pid = int(wait_for(lambda: pidfile.exists() and pidfile.read_text().strip(), 30))
+        t0 = time.monotonic()
+        # The 3 s lease (granted before the job started) lapses for other hosts within 3 s.
+        wait_for(lambda: _dead(pid), timeout=5, what="the job killed by its watchdog")
+        assert time.monotonic() - t0 < 3.0
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            holder.send_signal(signal.SIGCONT)
+    proxy.delay = 0
+    assert holder.wait(15) == (-9 if fault == "KILL" else 125)
