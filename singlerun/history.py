@@ -97,6 +97,25 @@ def parse_journal(data: bytes) -> list[Run]:
     return runs
 
 
+def _lock_shared(fd: int, wait: float = 3.0) -> None:
+    """A shared flock within `wait` seconds: a fold holds the exclusive one for milliseconds,
+    and whoever holds it longer (another member of a shared directory) must not keep a
+    finishing run from exiting."""
+    import time
+
+    deadline = time.monotonic() + wait
+    pause = 0.001
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            if time.monotonic() + pause > deadline:
+                raise OSError(errno.EWOULDBLOCK, f"still locked after {wait:g} s") from None
+            time.sleep(pause)
+            pause = min(pause * 2, 0.05)
+
+
 def append(lock_dir: LockDir, runs: tuple[Run, ...], keep: int = KEEP) -> None:
     """Add rows to the journal (one write), folding it into the ledger once it is large."""
     data = b"".join(journal_line(run) for run in runs)
@@ -105,7 +124,7 @@ def append(lock_dir: LockDir, runs: tuple[Run, ...], keep: int = KEEP) -> None:
         try:
             if not stat.S_ISREG(os.fstat(fd).st_mode):  # a planted FIFO or device
                 raise OSError(errno.EINVAL, "not a regular file")
-            fcntl.flock(fd, fcntl.LOCK_SH)  # a fold (LOCK_EX) reads and empties it
+            _lock_shared(fd)  # a fold (LOCK_EX) reads and empties it
             if os.write(fd, data) != len(data):
                 raise OSError(errno.EFBIG, os.strerror(errno.EFBIG))  # a file size limit
             size = os.fstat(fd).st_size

@@ -2,9 +2,12 @@
 
 Only a fold writes it, under the journal's exclusive flock, so writers never contend; a
 rollback journal (not WAL) lets readers open it read-only, creating no file and needing no
-write access (`status` and `history` leave nothing behind). A busy timeout bounds every
-wait. Reads merge the ledger with the journal not yet folded, so a run is visible the
-moment it has ended.
+write access (`status` and `history` leave nothing behind). Reads merge the ledger with the
+journal not yet folded, so a run is visible the moment it has ended.
+
+Every use of the ledger ends within BOUND seconds, waits for a lock and statements alike:
+in a shared directory any member can rewrite it (a view or a trigger that never ends), and
+neither `status` nor a finishing run may hang on it (issue 25).
 """
 
 from __future__ import annotations
@@ -23,7 +26,8 @@ from singlerun.history import JOURNAL, KEEP, Run, parse_journal
 from singlerun.lockdir import LockDir
 
 FILE_NAME = "history.db"
-_BUSY_TIMEOUT_MS = 5_000  # plenty for ms-long inserts; a wedged ledger costs a fold 5 s
+BOUND = 3.0  # seconds: plenty for ms-long inserts and reads; a wedged ledger costs this
+_STEPS = 1000  # SQLite VM steps between two looks at the clock (well under a millisecond)
 _TRANSIENT = (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)  # primary result codes
 _SIDE_FILES = ("-journal", "-wal", "-shm")  # sqlite3's own files beside the database
 
@@ -47,7 +51,17 @@ def _failing_as(action: str) -> Iterator[None]:
     try:
         yield
     except sqlite3.Error as exc:
-        raise StoreError(f"cannot {action} the run history: {exc}") from None
+        interrupted = getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_INTERRUPT
+        why = f"gave up after {BOUND:g} s" if interrupted else str(exc)
+        raise StoreError(f"cannot {action} the run history: {why}") from None
+
+
+def _bounded(db: sqlite3.Connection, deadline: float) -> sqlite3.Connection:
+    """Interrupt any statement, and any wait for a lock, that would end after `deadline`."""
+    db.set_progress_handler(lambda: time.monotonic() > deadline, _STEPS)
+    left_ms = max(1, int((deadline - time.monotonic()) * 1000))
+    db.execute(f"PRAGMA busy_timeout = {left_ms}")
+    return db
 
 
 class Ledger:
@@ -66,12 +80,16 @@ class Ledger:
         except OSError as exc:
             raise self.dir.error("fold the run history", JOURNAL, exc) from None
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return  # being folded, or appended to: a later run folds it
             with os.fdopen(os.dup(fd), "rb") as f:
                 runs = parse_journal(f.read())
             if runs:
-                self.add(*runs)
-                self._trim(keep)
+                deadline = time.monotonic() + BOUND
+                self.add(*runs, deadline=deadline)
+                self._trim(keep, deadline)
             os.ftruncate(fd, 0)  # only once every row is in the ledger
         finally:
             os.close(fd)
@@ -87,16 +105,14 @@ class Ledger:
             exists = exists or (st is not None and name == FILE_NAME)
         return exists
 
-    def _connect(self) -> sqlite3.Connection:
+    def _connect(self, deadline: float) -> sqlite3.Connection:
         """A writing connection; creates the ledger with the directory's file mode (sqlite3
         gives its journal the database's mode)."""
         if not self._check_files():
             with contextlib.suppress(FileExistsError):
                 os.close(self.dir.open(FILE_NAME, os.O_WRONLY, create=True))
-        db = sqlite3.connect(
-            self.dir.at(FILE_NAME), timeout=_BUSY_TIMEOUT_MS / 1000, isolation_level=None
-        )
-        db.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
+        db = sqlite3.connect(self.dir.at(FILE_NAME), timeout=BOUND, isolation_level=None)
+        _bounded(db, deadline)
         if db.execute("PRAGMA journal_mode").fetchone()[0] != "delete":
             db.execute("PRAGMA journal_mode = DELETE")  # a ledger from a WAL-mode singlerun
         db.executescript(_SCHEMA)
@@ -107,25 +123,24 @@ class Ledger:
         return db
 
     def _reader(self) -> sqlite3.Connection | None:
-        """A read-only connection, None if there is no ledger yet. A ledger an older
-        singlerun left (WAL mode, missing columns) is brought up to date once, by whoever
-        reads it first."""
+        """A read-only connection, None if there is no ledger yet, good for BOUND seconds.
+        A ledger an older singlerun left (WAL mode, missing columns) is brought up to date
+        once, by whoever reads it first."""
         if not self._check_files():
             return None
+        deadline = time.monotonic() + BOUND
         if self._wal_mode():
-            self._connect().close()
-        db = self._read_only()
+            self._connect(deadline).close()
+        db = self._read_only(deadline)
         if not {row[1] for row in db.execute("PRAGMA table_info(runs)")} >= _RUN_COLUMNS:
             db.close()
-            self._connect().close()
-            db = self._read_only()
+            self._connect(deadline).close()
+            db = self._read_only(deadline)
         return db
 
-    def _read_only(self) -> sqlite3.Connection:
+    def _read_only(self, deadline: float) -> sqlite3.Connection:
         uri = f"file:{self.dir.at(FILE_NAME)}?mode=ro"
-        db = sqlite3.connect(uri, uri=True, timeout=_BUSY_TIMEOUT_MS / 1000, isolation_level=None)
-        db.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
-        return db
+        return _bounded(sqlite3.connect(uri, uri=True, isolation_level=None), deadline)
 
     def _wal_mode(self) -> bool:
         """Whether the ledger was left in WAL mode (header byte 18 is 2), which read-only
@@ -133,22 +148,22 @@ class Ledger:
         found = self.dir.read(FILE_NAME, 100)
         return found is not None and len(found[0]) >= 19 and found[0][18] == 2
 
-    def add(self, *runs: Run) -> None:
+    def add(self, *runs: Run, deadline: float | None = None) -> None:
         """Insert rows (once per job ID: a run cannot end twice).
 
-        Retried until the busy timeout runs out: some SQLITE_BUSY cases never reach the busy
-        handler (switching a brand-new ledger to WAL while another process has it open is
-        one), and under many runs finishing at once each would otherwise lose a row.
+        Retried until the deadline (BOUND from now by default): some SQLITE_BUSY cases never
+        reach the busy handler (switching a brand-new ledger to WAL while another process
+        has it open is one), and under many runs finishing at once each would otherwise
+        lose a row.
         """
         with _failing_as("write"):
-            self._add(runs)
+            self._add(runs, time.monotonic() + BOUND if deadline is None else deadline)
 
-    def _add(self, runs: tuple[Run, ...]) -> None:
-        deadline = time.monotonic() + _BUSY_TIMEOUT_MS / 1000
+    def _add(self, runs: tuple[Run, ...], deadline: float) -> None:
         pause = 0.005
         while True:
             try:
-                db = self._connect()
+                db = self._connect(deadline)
                 try:
                     placeholders = ", ".join("?" * len(fields(Run)))
                     db.executemany(
@@ -165,10 +180,10 @@ class Ledger:
                 time.sleep(pause)
                 pause = min(pause * 2, 0.2)
 
-    def _trim(self, keep: int) -> None:
+    def _trim(self, keep: int, deadline: float) -> None:
         """Keep the newest `keep` runs: the ledger must not grow forever."""
         with _failing_as("trim"):
-            db = self._connect()
+            db = self._connect(deadline)
             try:
                 db.execute(
                     "DELETE FROM runs WHERE job_id IN (SELECT job_id FROM runs "

@@ -287,3 +287,93 @@ def test_a_record_forged_by_a_group_member_is_not_acted_on(team):
         for p in (victim, locker):
             p.kill()
             p.wait()
+
+
+# Issue 25: a member who rewrites the shared ledger must not make another member's `status`,
+# `history` or finishing run hang. ENDLESS never ends; the ledger gives up after 3 s.
+ENDLESS = "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c)"
+ENDLESS_VIEW = f"""
+DROP TABLE runs;
+CREATE VIEW runs AS {ENDLESS}
+SELECT 'j' || x AS job_id, 'default' AS "group", 'k' AS name, 'h' AS host, 1 AS pid,
+  x AS started_at, x AS ended_at, 0 AS exit_status, 'ok' AS outcome, '[]' AS command,
+  1 AS attempt, '' AS run_id FROM c;
+"""
+ENDLESS_TRIGGER = f"""
+CREATE TRIGGER endless BEFORE INSERT ON runs BEGIN
+  SELECT count(*) FROM ({ENDLESS} SELECT x FROM c);
+END;
+"""
+BOUND = 3.0  # ledger.BOUND
+BIG = "x" * 4000  # a journal line of ~4 kB: 16 runs fill the journal to its fold
+
+
+def _sql_as(user: User, db: Path, script: str) -> None:
+    import sys
+
+    code = "import sqlite3, sys; sqlite3.connect(sys.argv[1]).executescript(sys.argv[2])"
+    cmd = ["setpriv", f"--reuid={user.uid}", f"--regid={user.gid}", "--init-groups"]
+    subprocess.run([*cmd, sys.executable, "-c", code, str(db), script], check=True, timeout=30)
+
+
+def _ledger_with_runs(team: Team, name: str) -> Path:
+    d = _group_dir(team, name)
+    for _ in range(20):
+        assert team.alice.run("--lock-dir", str(d), "-n", "k", "--", "true", BIG).returncode == 0
+    assert (d / "history.db").exists()
+    return d
+
+
+def _timed(user: User, *args: str) -> tuple[subprocess.CompletedProcess[str], float]:
+    t0 = time.monotonic()
+    r = user.run(*args)
+    return r, time.monotonic() - t0
+
+
+def test_status_and_history_answer_whatever_the_ledger_holds(team):
+    d = _ledger_with_runs(team, "endless-view")
+    _sql_as(team.bob, d / "history.db", ENDLESS_VIEW)
+    holder = team.alice.start("--lock-dir", str(d), "-n", "k", "--", "sleep", "30")
+    try:
+        wait_for(lambda: _status(team.alice, d, "k").get("state") == "running", 30, "held")
+        for fmt in ([], ["--json"]):
+            r, took = _timed(team.alice, "status", "--lock-dir", str(d), *fmt)
+            assert r.returncode == 0, r.stderr
+            assert took < BOUND + 5, took
+            lines = r.stderr.splitlines()
+            assert len(lines) == 1, r.stderr
+            assert lines[0].startswith("singlerun: warning: cannot read the run history: gave")
+            assert "showing no last runs" in lines[0]
+            if fmt:
+                (entry,) = json.loads(r.stdout)
+                assert entry["state"] == "running" and entry["last"] is None
+            else:
+                assert "default/k" in r.stdout and "running" in r.stdout
+        r, took = _timed(team.alice, "history", "--lock-dir", str(d))
+        assert r.returncode == 125 and took < BOUND + 5, (r.returncode, took)
+        assert r.stderr.count("\n") == 1 and r.stderr.startswith("singlerun: "), r.stderr
+        assert "gave up after 3 s" in r.stderr
+    finally:
+        _stop_all(holder)
+
+
+def test_a_finishing_run_does_not_wait_on_an_endless_trigger(team):
+    d = _ledger_with_runs(team, "endless-trigger")
+    _sql_as(team.bob, d / "history.db", ENDLESS_TRIGGER)
+    ld = ("--lock-dir", str(d))
+    folds = 0
+    for _ in range(20):  # until this run's row fills the journal and it folds the ledger
+        r, took = _timed(team.alice, *ld, "-n", "k", "--", "sh", "-c", "exit 3", "sh", BIG)
+        assert r.returncode == 3, r.stderr  # the job's own status, whatever the ledger does
+        assert took < BOUND + 5, took
+        if r.stderr:
+            folds += 1
+            assert r.stderr.count("\n") == 1, r.stderr
+            assert r.stderr.startswith("singlerun: warning: cannot write the run history"), r
+            assert "the run itself is unaffected" in r.stderr
+            break
+    assert folds == 1
+    # Nothing was lost: the rows wait in the journal, and `history` still lists them.
+    r = team.bob.run("history", *ld, "--json", "-n", "k")
+    assert r.returncode == 0, r.stderr
+    assert len(json.loads(r.stdout)) > 20
