@@ -12,7 +12,7 @@ from typing import Any
 import click
 
 from singlerun import __version__, say
-from singlerun.errors import SinglerunError, UsageError
+from singlerun.errors import SinglerunError, SpawnError, UsageError
 from singlerun.exitcodes import ExitCode
 from singlerun.history import KEEP
 from singlerun.keys import DEFAULT_GROUP, MAX_SLOTS
@@ -63,12 +63,31 @@ INHERITED_ENVVARS = {
 OPERATOR_COMMANDS = ("status", "stop", "clean", "history")
 
 
+STORE_OPTIONS = ("--lock-dir", "--backend")  # also accepted before a subcommand's name
+
+
+def _store_options_first(args: list[str], names: list[str]) -> list[str]:
+    """`singlerun --backend URL status` as `singlerun status --backend URL` (the order of
+    `git -C DIR status`): store options given before a subcommand's name go to it. Without
+    a subcommand name after them, the arguments are left as they are (a run)."""
+    i = 0
+    while i < len(args):
+        name = args[i].split("=", 1)[0]
+        if name not in STORE_OPTIONS:
+            break
+        i += 1 if "=" in args[i] else 2
+    if 0 < i < len(args) and args[i] in names:
+        return [args[i], *args[:i], *args[i + 1 :]]
+    return args
+
+
 class SinglerunGroup(click.Group):
     """`singlerun [OPTIONS] COMMAND...` means `singlerun run [OPTIONS] COMMAND...`."""
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
         completing = ctx.resilient_parsing and not args  # shell completion of a subcommand
         names = [*self.list_commands(ctx), "--version"]
+        args = _store_options_first(args, names)
         if not completing and (not args or args[0] not in names):
             args = ["run", *args]
         return super().parse_args(ctx, args)
@@ -108,7 +127,7 @@ class RunCommand(click.Command):
 
     def format_usage(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         formatter.write_usage("singlerun", "[OPTIONS] [--] COMMAND [ARG]...")
-        formatter.write_usage("singlerun", "run|status|stop|clean|history [OPTIONS] ...", "   or:")
+        formatter.write_usage("singlerun", "run|status|stop|clean|history [OPTIONS] ...", "   or: ")
 
 
 @click.group(cls=SinglerunGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -283,7 +302,22 @@ def run_cmd(
         kill_after=kill_after,
         history_size=history_size,
     )
-    return runner.run(cfg)
+    try:
+        return runner.run(cfg)
+    except SpawnError as exc:
+        if exc.exit_code == ExitCode.NOT_FOUND and (hint := _subcommand_hint(argv[0])):
+            exc.message += f"; did you mean '{hint}'?"
+        raise
+
+
+def _subcommand_hint(program: str) -> str | None:
+    """`singlerun stauts`: a misspelt subcommand runs as a command, which is not found."""
+    import difflib
+
+    if "/" in program:
+        return None
+    close = difflib.get_close_matches(program, ["run", *OPERATOR_COMMANDS], n=1, cutoff=0.6)
+    return f"singlerun {close[0]}" if close else None
 
 
 def _retry_policy(retries: int, delay: float, max_delay: float, respawn: bool) -> Any:
@@ -331,6 +365,6 @@ def entry() -> None:
         with contextlib.suppress(OSError, ValueError):  # a closed pipe: nothing more to say
             stream.flush()
     signals = sys.modules.get("singlerun.signals")  # loaded by a run only
-    if code == ExitCode.SIGNAL_BASE + signal.SIGINT and getattr(signals, "died_of_sigint", False):
-        signals.die_of_sigint()  # type: ignore[union-attr]
+    if signals is not None:
+        signals.die_of_signal(code)
     os._exit(code)

@@ -21,10 +21,10 @@ if TYPE_CHECKING:
     from singlerun.store.protocol import Store
 
 
-def _store(lock_dir: str | None, backend: str | None) -> Store:
+def _store(lock_dir: str | None, backend: str | None, *, read_only: bool = False) -> Store:
     from singlerun.store import open_store
 
-    return open_store(lock_dir, backend)
+    return open_store(lock_dir, backend, read_only=read_only)
 
 
 def _only(group: str | None, name: str | None) -> KeyFilter:
@@ -57,7 +57,7 @@ def status_cmd(
     from singlerun import render, status
 
     only = _only(group, name)
-    store = _store(lock_dir, backend)
+    store = _store(lock_dir, backend, read_only=True)
     entries = status.gather(store.inspect(), _last_runs(store), only)
     click.echo(json.dumps(entries, indent=2) if as_json else render.status(entries), nl=as_json)
     if only.key is None:
@@ -200,7 +200,7 @@ def history_cmd(
     """List finished runs, newest first."""
     from singlerun import render, status
 
-    store = _store(lock_dir, backend)
+    store = _store(lock_dir, backend, read_only=True)
     runs = store.runs(_only(group, name), limit)
     if as_json:
         import json

@@ -19,7 +19,7 @@ from singlerun import PREFIX  # the package itself: already loaded to reach this
 
 
 def _interrupted(_signum: int, _frame: object) -> None:
-    # Die of SIGINT itself, as after a job's Ctrl-C (signals.die_of_sigint), so a shell loop stops.
+    # Die of SIGINT itself, as after a job's Ctrl-C (signals.die_of_signal), so a shell loop stops.
     _signal.signal(_signal.SIGINT, _signal.SIG_DFL)
     os.kill(os.getpid(), _signal.SIGINT)
     os._exit(128 + _signal.SIGINT)

@@ -39,10 +39,15 @@ def _in_group(gid: int) -> bool:
 class LockDir:
     """A checked, open lock directory."""
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, *, read_only: bool = False) -> None:
+        """`read_only`: for `status` and `history`, which only read. root may then read any
+        user's directory, and creates none that would be left root-owned for a user."""
         self.path = os.path.abspath(path)
+        self.read_only = read_only
+        create = not (read_only and os.geteuid() == 0 and self.path != default_lock_dir())
         try:
-            os.makedirs(self.path, 0o700, exist_ok=True)
+            if create:
+                os.makedirs(self.path, 0o700, exist_ok=True)
         except FileExistsError:
             pass  # the checks below say whether it will do
         except OSError as exc:
@@ -66,9 +71,10 @@ class LockDir:
 
         Safe: owned by us or root, or a setgid directory of one of our groups (the shared
         model; root may administer any); never writable by others without the sticky bit
-        (like /tmp, where nobody can replace another's files)."""
+        (like /tmp, where nobody can replace another's files). root may read any."""
         shared = bool(st.st_mode & stat.S_ISGID) and (_in_group(st.st_gid) or os.geteuid() == 0)
-        if st.st_uid not in (os.geteuid(), 0) and not shared:
+        reader = self.read_only and os.geteuid() == 0  # root reading a user's directory
+        if st.st_uid not in (os.geteuid(), 0) and not shared and not reader:
             raise StoreError(
                 f"refusing lock directory {self.path}: it is owned by uid {st.st_uid}, not by "
                 f"you ({GROUP_RECIPE})"

@@ -79,6 +79,7 @@ def store_options() -> list[Decorator]:
         option(
             "--backend",
             metavar="URL",
+            callback=_not_empty,
             help="A network store instead of the lock directory, for jobs single across "
             "machines: redis://[USER:PASSWORD@]HOST[:PORT][/DB], rediss://… (TLS), "
             "unix://PATH?db=N; ?prefix=P (default singlerun:), ?connect_timeout=D (5s); "
@@ -88,6 +89,23 @@ def store_options() -> list[Decorator]:
             "URL, PGPASSWORD or ~/.pgpass.",
         ),
     ]
+
+
+def _not_empty(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """An empty --backend (or SINGLERUN_BACKEND= left empty by a missing CI secret) must not
+    quietly mean the local lock directory: cross-host exclusion would be gone unnoticed.
+    click ignores an empty environment variable, so it is looked at here."""
+    import os
+
+    given = value if value is not None else os.environ.get("SINGLERUN_BACKEND")
+    if given is not None and not given.strip():
+        where = "SINGLERUN_BACKEND is set but" if value is None else "the URL is"
+        raise click.BadParameter(
+            f"{where} empty: give a URL, or leave the option out for the local lock directory",
+            ctx,
+            param,
+        )
+    return value
 
 
 def group_option(default: str | None, what: str = "Only this group.") -> Decorator:

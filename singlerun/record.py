@@ -8,6 +8,7 @@ ignored so that newer writers stay readable.
 from __future__ import annotations
 
 from dataclasses import MISSING, dataclass, field, fields, replace
+from typing import Any
 
 from singlerun.compactjson import dumps
 
@@ -62,6 +63,25 @@ _TYPES: dict[str, tuple[type, ...]] = {
     "run_id": (str,),
 }
 _REQUIRED = {f.name for f in fields(Record) if f.default is MISSING is f.default_factory}
+PID_MAX = 1 << 22  # Linux's PID_MAX_LIMIT: no process has a larger PID on any machine
+_PIDS = ("pid", "child_pid")
+_TIMES = ("pid_started", "started_at", "child_started", "ttl", "next_attempt_at")
+
+
+def _sound(known: dict[str, Any]) -> bool:
+    """Values a live run could have written: a PID that can exist (-1 or 0 would signal a
+    whole process group or everyone), finite times, a positive attempt."""
+    import math
+
+    for name in _PIDS:
+        pid = known.get(name)
+        if pid is not None and not 0 < pid <= PID_MAX:
+            return False
+    for name in _TIMES:
+        t = known.get(name)
+        if t is not None and not (math.isfinite(t) and t >= 0):
+            return False
+    return bool(known.get("attempt", 1) >= 1)
 
 
 def encode(record: Record) -> bytes:
@@ -87,6 +107,6 @@ def parse(data: bytes, owner_uid: int | None = None) -> Record | None:
             return None
     if not known.keys() >= _REQUIRED:
         return None
-    if not all(isinstance(a, str) for a in known.get("command", [])):
+    if not all(isinstance(a, str) for a in known.get("command", [])) or not _sound(known):
         return None
     return Record(**known, owner_uid=owner_uid)

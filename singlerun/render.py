@@ -69,9 +69,12 @@ def busy(exc: LockBusy, timed_out: bool) -> str:
         from singlerun.liveness import holder  # lazy: psutil
 
         who = holder
+    # No readable record: the holder has not written it yet, or it is corrupt (a pid of -1,
+    # a torn file); either way the lock itself is held.
+    unread = "" if exc.holders else " (its holder's record is missing or corrupt)"
     if timed_out:
         return f"gave up waiting for {exc.key}{describe(exc.holders, held=True, who=who)}"
-    return f"{exc.key} is already running{describe(exc.holders, who=who)}"
+    return f"{exc.key} is already running{describe(exc.holders, who=who)}{unread}"
 
 
 def _run_line(e: dict[str, Any]) -> str:

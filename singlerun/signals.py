@@ -10,7 +10,8 @@
    bookkeeping half-done.
 4. After the job: they stay blocked through release and the history row, so a late signal
    changes neither the exit status nor what is left behind.
-5. At the exit (`die_of_sigint`): after a job's Ctrl-C, singlerun dies of SIGINT itself.
+5. At the exit (`die_of_signal`): after a job's Ctrl-C or Ctrl-\\, singlerun dies of SIGINT
+   or SIGQUIT itself.
 """
 
 from __future__ import annotations
@@ -41,16 +42,19 @@ FORWARDED = (
 JOB_SIGNALS = {*FORWARDED, signal.SIGCHLD, signal.SIGTTOU, signal.SIGTSTP, signal.SIGCONT}
 
 _interrupted: list[int] = []  # terminating signals received before the job started
-# SIGINT that ended the job (or singlerun before the job started): singlerun then dies of
-# SIGINT itself after cleaning up, as timeout(1) does, so that a calling shell's loop stops
-# on Ctrl-C. Any other signal is reported as 128+N, as the spec says.
-died_of_sigint = False
+# The terminal's SIGINT or SIGQUIT that ended the job (or singlerun before the job started):
+# singlerun then dies of it itself after cleaning up, as timeout(1) does, so that a calling
+# shell's loop stops on Ctrl-C or Ctrl-\ (and bash says "Quit"). Any other signal is
+# reported as 128+N, as the spec says.
+DIE_OF = (signal.SIGINT, signal.SIGQUIT)
+die_of: int | None = None
 
 
 def _interrupt(signum: int, _frame: object) -> None:
-    global died_of_sigint
+    global die_of
     _interrupted.append(signum)
-    died_of_sigint = died_of_sigint or (signum == signal.SIGINT and len(_interrupted) == 1)
+    if len(_interrupted) == 1 and signum in DIE_OF:
+        die_of = signum
     raise Interrupted(signum)  # breaks a sleeping flock() out of the wait
 
 
@@ -76,8 +80,8 @@ def checkpoint() -> None:
 
 
 def job_ended_by(signum: int | None) -> None:
-    global died_of_sigint
-    died_of_sigint = signum == signal.SIGINT
+    global die_of
+    die_of = signum if signum in DIE_OF else None
 
 
 def block_job_signals() -> set[int | signal.Signals]:
@@ -117,8 +121,17 @@ def alarm_at(deadline: float | None, expired: Callable[[], BaseException]) -> It
         signal.signal(signal.SIGALRM, previous)
 
 
-def die_of_sigint() -> None:
-    """End by SIGINT itself, so that a calling shell stops its loop on Ctrl-C ($? is 130)."""
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
-    os.kill(os.getpid(), signal.SIGINT)
+def die_of_signal(code: int) -> None:
+    """End by the SIGINT or SIGQUIT that ended the job, if `code` (the exit status) says so,
+    so that a calling shell stops its loop ($? is 130 or 131). SIGQUIT's default action
+    dumps core: singlerun's own core is of no use to anyone, so none is written."""
+    if die_of is None or code != 128 + die_of:
+        return
+    if die_of == signal.SIGQUIT:
+        import resource
+
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    signal.signal(die_of, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {die_of})
+    os.kill(os.getpid(), die_of)

@@ -184,6 +184,13 @@ def stop_runs(
     outcomes = [Outcome(r) for r in records]
     local = [o for o in outcomes if o.record.host == host()]
     remote = [o for o in outcomes if o.record.host != host()]
+    if not store.reaches_other_hosts:  # nobody there would read the request: say so now
+        for o in remote:
+            o.error = Unverifiable(
+                f"job {o.record.job_id} runs on host {o.record.host}, and a lock directory's "
+                "stop reaches only this host's processes (run singlerun stop there)"
+            )
+        remote = []
     for o in remote:
         store.mark_stop(o.record, reason, sig, kill_after)
     for o in local:

@@ -36,9 +36,16 @@ class Lease:
     granted: float = 0.0  # monotonic time just before the grant was asked for (leases)
 
 
-def open_store(lock_dir: str | None, backend: str | None = None, lease_ttl: float = 30.0) -> Store:
+def open_store(
+    lock_dir: str | None,
+    backend: str | None = None,
+    lease_ttl: float = 30.0,
+    *,
+    read_only: bool = False,
+) -> Store:
     """The store the options name: a --backend URL, else the lock directory (checked,
-    created if missing). A bad URL is a UsageError; an unreachable server a StoreError."""
+    created if missing). A bad URL is a UsageError; an unreachable server a StoreError.
+    `read_only`: for commands that only read (lockdir.LockDir)."""
     if backend:
         from singlerun.store.postgres.url import is_postgres
 
@@ -56,4 +63,5 @@ def open_store(lock_dir: str | None, backend: str | None = None, lease_ttl: floa
     from singlerun import lockdir
     from singlerun.store.files import FileStore
 
-    return FileStore(lockdir.LockDir(lock_dir or lockdir.default_lock_dir()))
+    path = lock_dir or lockdir.default_lock_dir()
+    return FileStore(lockdir.LockDir(path, read_only=read_only))

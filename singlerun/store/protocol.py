@@ -62,6 +62,9 @@ class Store(Protocol):
     """What the runner and the subcommands need of a store; they never name a store class."""
 
     location: str  # where the locks live, for messages (never with a password)
+    # Whether a stop request reaches a holder on another host (its singlerun renews a lease
+    # and reads the request); a lock directory's holders never look for one.
+    reaches_other_hosts: bool
 
     def acquire(
         self, key: JobKey, me: Record, *, slots: int, wait: bool, deadline: float | None

@@ -399,3 +399,25 @@ def test_history_size_bounds_the_ledger_from_the_command_line(sr):
         assert r.returncode == 2 and r.stderr.count("\n") == 1, (bad, r.stderr)
     r = sr.run("-n", "k", "--", "true", env={"SINGLERUN_HISTORY_SIZE": "5"})
     assert r.returncode == 2 and "history-size" in r.stderr, r.stderr
+
+
+def test_stop_of_a_job_on_another_host_says_at_once_that_it_cannot(sr):
+    """Issue 20: a lock directory shared between hosts (NFS) holds a record naming another
+    host. Nobody there reads stop requests from a lock directory, so `stop` waited its whole
+    --timeout and printed `still running` on stdout; it says why at once, on stderr."""
+    import subprocess
+
+    lock = sr.lock_dir / "default.far.lock"
+    locker = subprocess.Popen(["flock", str(lock), "sleep", "60"])
+    wait_for(lambda: sr.run("status", "-n", "far").returncode in (0, 1), what="locked")
+    far = {"job_id": "FARJOB", "group": "default", "name": "far", "pid": 4242,
+           "pid_started": 1.0, "host": "elsewhere.example", "user": "x",
+           "started_at": time.time()}  # fmt: skip
+    (sr.lock_dir / "default.far.rec").write_text(f"singlerun-record 1\n{json.dumps(far)}\n")
+    t0 = time.monotonic()
+    r = sr.run("stop", "-n", "far", "--timeout", "30s")
+    assert time.monotonic() - t0 < 5
+    assert (r.returncode, r.stdout) == (1, ""), (r.returncode, r.stdout)
+    assert r.stderr.count("\n") == 1 and r.stderr.startswith("singlerun: cannot stop default/far")
+    assert "runs on host elsewhere.example" in r.stderr
+    locker.kill()

@@ -18,7 +18,7 @@ def test_exit_status_is_the_commands(sr, code):
     assert sr.run("-n", "x", "--", "sh", "-c", f"exit {code}").returncode == code
 
 
-@pytest.mark.parametrize(("sig", "code"), [("TERM", 143), ("KILL", 137), ("QUIT", 131)])
+@pytest.mark.parametrize(("sig", "code"), [("TERM", 143), ("KILL", 137), ("USR1", 138)])
 def test_killed_by_signal_is_128_plus_n(sr, sig, code):
     assert sr.run("-n", "x", "--", "sh", "-c", f"kill -{sig} $$").returncode == code
 
@@ -36,6 +36,18 @@ def test_a_job_killed_by_sigint_makes_singlerun_die_of_sigint(sr):
         ("ok", 0),
         ("killed", 130),
     ]
+
+
+def test_a_job_killed_by_sigquit_makes_singlerun_die_of_sigquit(sr, tmp_path):
+    # Issue 20: Ctrl-\\ ended the job with 131, but singlerun exited 131 instead of dying of
+    # SIGQUIT, so bash printed no "Quit" and a loop around it went on.
+    r = sr.run("-n", "x", "--", "sh", "-c", "kill -QUIT $$", cwd=tmp_path)
+    assert r.returncode == -signal.SIGQUIT, r.stderr
+    assert sr.run("-n", "x", "--", "true").returncode == 0  # the lock was released first
+    shell = " ".join(SINGLERUN) + " -n x -- sh -c 'kill -QUIT $$'; echo $?"
+    r = subprocess.run(["sh", "-c", shell], env=sr.env, capture_output=True, text=True)
+    assert r.stdout == "131\n"
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith("core")]  # no core file
 
 
 def test_the_job_does_not_inherit_the_runs_options(sr):

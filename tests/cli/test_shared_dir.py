@@ -377,3 +377,35 @@ def test_a_finishing_run_does_not_wait_on_an_endless_trigger(team):
     r = team.bob.run("history", *ld, "--json", "-n", "k")
     assert r.returncode == 0, r.stderr
     assert len(json.loads(r.stdout)) > 20
+
+
+def test_root_may_read_a_users_private_directory_but_not_write_to_it(team):
+    """Issue 20: `sudo singlerun status --lock-dir /tmp/singlerun-<uid>` and `history` were
+    refused although they only read. root reads; a run would leave root-owned files behind
+    in the user's directory, so it is still refused."""
+    d = team.base / "alice-own"
+    d.mkdir(mode=0o700)
+    os.chown(d, team.alice.uid, team.alice.gid)  # as /tmp/singlerun-<uid> is
+    ld = ("--lock-dir", str(d))
+    assert team.alice.run(*ld, "-n", "done", "--", "true").returncode == 0
+    holder = team.alice.start(*ld, "-n", "k", "--", "sleep", "30")
+    try:
+        wait_for(lambda: _status(team.alice, d, "k").get("state") == "running", 30, "held")
+        assert d.stat().st_uid == team.alice.uid and stat.S_IMODE(d.stat().st_mode) == 0o700
+        before = {p.name: p.stat().st_mtime_ns for p in d.iterdir()}
+        env = {k: v for k, v in os.environ.items() if not k.startswith("SINGLERUN_")}
+        root = [*SINGLERUN]
+        r = subprocess.run([*root, "status", *ld, "--json"], capture_output=True, text=True,
+                           env=env, timeout=30)  # fmt: skip
+        assert r.returncode == 0, r.stderr
+        states = {e["name"]: e["state"] for e in json.loads(r.stdout)}
+        assert states == {"done": "idle", "k": "running"}, states
+        r = subprocess.run([*root, "history", *ld], capture_output=True, text=True, env=env)
+        assert r.returncode == 0 and "default/done" in r.stdout, r.stderr
+        r = subprocess.run([*root, *ld, "-n", "x", "--", "true"], capture_output=True, text=True,
+                           env=env)  # fmt: skip
+        assert r.returncode == 125 and "owned by uid" in r.stderr, r.stderr
+        assert {p.name: p.stat().st_mtime_ns for p in d.iterdir()} == before
+        assert all(p.stat().st_uid == team.alice.uid for p in d.iterdir())
+    finally:
+        _stop_all(holder)

@@ -102,7 +102,32 @@ def test_corrupt_record_of_a_held_lock_still_conflicts(sr):
     _record_path(sr.lock_dir).write_bytes(b"garbage")
     r = sr.run("-n", "k", "--", "true")
     assert r.returncode == 75
-    assert r.stderr == "singlerun: default/k is already running\n"
+    assert r.stderr == (
+        "singlerun: default/k is already running (its holder's record is missing or corrupt)\n"
+    )
+    stop(holder)
+
+
+@pytest.mark.parametrize("pid", [-1, 0, 1 << 22 + 1, 10**30])
+def test_a_record_naming_an_impossible_pid_is_corrupt(sr, pid):
+    """Issue 20: pid -1 or 0 (which kill() reads as "every process" or "my group") or one
+    beyond PID_MAX_LIMIT was an internal error; it is a corrupt record, as any other."""
+    holder, _ = sr.start_holder("-n", "k")
+    rec = _record_path(sr.lock_dir)
+    text = rec.read_text()
+    rec.write_text(text.replace(f'"pid":{holder.pid},', f'"pid":{pid},', 1))
+    assert f'"pid":{pid},' in rec.read_text()
+    r = sr.run("-n", "k", "--", "true")
+    assert r.returncode == 75, r.stderr
+    assert "record is missing or corrupt" in r.stderr and r.stderr.count("\n") == 1
+    r = sr.run("status", "--json", "-n", "k")
+    assert r.returncode == 0 and r.stderr == "", r.stderr
+    assert '"job_id": null' in r.stdout
+    r = sr.run("clean")
+    assert (r.returncode, r.stderr) == (0, ""), r.stderr
+    r = sr.run("stop", "-n", "k", "--timeout", "2s")
+    assert r.returncode in (1, 3) and "Traceback" not in r.stderr, r.stderr
+    assert holder.poll() is None  # nothing was signalled on the word of that record
     stop(holder)
 
 

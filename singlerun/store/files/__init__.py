@@ -43,6 +43,8 @@ class _Held:
 class FileStore:
     """Locks in a local directory (SPEC §6's embedded store)."""
 
+    reaches_other_hosts = False  # see protocol.Store
+
     def __init__(self, lock_dir: LockDir) -> None:
         self.dir = lock_dir
         self.location = lock_dir.path  # for messages

@@ -38,6 +38,8 @@ class _Held:
 
 
 class PostgresStore:
+    reaches_other_hosts = True  # see protocol.Store
+
     def __init__(self, url: PostgresURL, ttl: float) -> None:
         self.db = Session(url, ttl)
         self.location = url.location

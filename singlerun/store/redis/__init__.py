@@ -39,6 +39,8 @@ def _text(value: Any) -> str:
 
 
 class RedisStore:
+    reaches_other_hosts = True  # see protocol.Store
+
     def __init__(self, url: RedisURL, ttl: float) -> None:
         try:
             import redis

@@ -57,6 +57,8 @@ def parse(url: str) -> RedisURL:
     if parts.scheme not in SCHEMES:
         schemes = ", ".join(f"{s}://" for s in (*SCHEMES, "postgresql"))
         raise _bad(url, f"unknown scheme {parts.scheme!r} (use {schemes})")
+    if parts.scheme != "unix" and not parts.netloc:  # redis:/host:6379/0, a slash short
+        raise _bad(url, f"no host: write {parts.scheme}://HOST[:PORT][/DB], with two slashes")
     query = parse_qs(parts.query, keep_blank_values=True)
     unknown = set(query) - {"prefix", "connect_timeout", "db"}
     if unknown:
