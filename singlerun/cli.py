@@ -37,17 +37,18 @@ Examples:
   singlerun --backend redis://locks:6379/0 -n deploy -- ./deploy.sh   # across machines
   singlerun --backend postgresql://locks@db/ops -n report -- ./report.sh  # or PostgreSQL
 \b
-Subcommands (singlerun COMMAND --help):
+Subcommands (singlerun COMMAND --help; --lock-dir and --backend may come before COMMAND):
   run       the same as the form above
   status    what is running, waiting, stale; the last run of each key
   stop      stop a running job
-  clean     remove stale records
+  clean     remove stale records; with --idle D, forget keys unused for D
   history   finished runs, newest first
 \b
 Exit status: the command's own; 128+N if it was killed by signal N; 75 if the key is
 taken (--conflict-exit-code); 124 --max-runtime reached; 125 singlerun failed (lock
 directory, backend unreachable, lease lost); 126 command not executable; 127 command not
-found; 2 usage error.
+found; 2 usage error (also an empty --backend). After the job's SIGINT or SIGQUIT,
+singlerun dies of it too.
 """
 
 

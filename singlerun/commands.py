@@ -35,7 +35,9 @@ def _only(group: str | None, name: str | None) -> KeyFilter:
 
 STATUS_EPILOG = """\b
 Examples:
-  singlerun status                      # every key
+  singlerun status                      # running, waiting, stale, or ran in 7 days
+  singlerun status --all                # every known key
+  singlerun --backend URL status        # store options also go before the name
   singlerun status -g backups --json    # one group, for programs
   singlerun status -n nightly -g backups && echo running
 \b
@@ -46,19 +48,32 @@ Exit status with -n (LSB): 0 running, 1 stale, 3 not running.
 @click.command("status", epilog=STATUS_EPILOG)
 @group_option(None)
 @option("-n", "--name", help="Only this job (exit status 0 running, 1 stale, 3 not running).")
+@option(
+    "--all",
+    "show_all",
+    is_flag=True,
+    help="Every known key, also those idle for more than 7 days.",
+)
 @option("--json", "as_json", is_flag=True, help="A JSON array with stable field names.")
 @apply(*store_options())
 def status_cmd(
-    group: str | None, name: str | None, as_json: bool, lock_dir: str | None, backend: str | None
+    group: str | None,
+    name: str | None,
+    show_all: bool,
+    as_json: bool,
+    lock_dir: str | None,
+    backend: str | None,
 ) -> int:
-    """Show every key: running, waiting, stale or idle, and its last run."""
+    """Show the keys that are running, waiting, stale or ran in the last 7 days, and the
+    last run of each."""
     import json
 
     from singlerun import render, status
 
     only = _only(group, name)
     store = _store(lock_dir, backend, read_only=True)
-    entries = status.gather(store.inspect(), _last_runs(store), only)
+    recent = None if show_all else status.RECENT
+    entries = status.gather(store.inspect(), _last_runs(store), only, recent=recent)
     click.echo(json.dumps(entries, indent=2) if as_json else render.status(entries), nl=as_json)
     if only.key is None:
         return ExitCode.OK
@@ -139,13 +154,31 @@ def stop_cmd(
     return code
 
 
-@click.command(
-    "clean", epilog="\b\nExamples:\n  singlerun clean --dry-run\n  singlerun clean -g ci"
-)
+CLEAN_EPILOG = """\b
+Examples:
+  singlerun clean --dry-run
+  singlerun clean -g ci
+  singlerun clean --idle 30d       # also forget keys unused for 30 days
+"""
+
+
+@click.command("clean", epilog=CLEAN_EPILOG)
 @group_option(None)
 @option("--dry-run", is_flag=True, help="Only say what would be removed.")
+@option(
+    "--idle",
+    type=Duration(min_seconds=1.0),
+    help="Also forget keys idle for longer than DURATION: their lock files or server "
+    "state, and their runs in the history.",
+)
 @apply(*store_options())
-def clean_cmd(group: str | None, dry_run: bool, lock_dir: str | None, backend: str | None) -> int:
+def clean_cmd(
+    group: str | None,
+    dry_run: bool,
+    idle: float | None,
+    lock_dir: str | None,
+    backend: str | None,
+) -> int:
     """Remove the records of runs that died; print what was removed."""
     from singlerun import render
     from singlerun.history import Run
@@ -153,7 +186,8 @@ def clean_cmd(group: str | None, dry_run: bool, lock_dir: str | None, backend: s
     only = _only(group, None)
     store = _store(lock_dir, backend)
     lost = []
-    for state in store.inspect():
+    states = store.inspect()
+    for state in states:
         if not state.stale or not only.matches(state.key):
             continue
         for record in store.clean(state, dry_run=dry_run):
@@ -164,7 +198,34 @@ def clean_cmd(group: str | None, dry_run: bool, lock_dir: str | None, backend: s
                 lost.append(Run.lost(record))
     if lost and not dry_run:
         store.add_runs(*lost)
+    if idle is not None:
+        _forget_idle(store, states, only, idle, dry_run)
     return ExitCode.OK
+
+
+def _forget_idle(
+    store: Store, states: list[Any], only: KeyFilter, idle: float, dry_run: bool
+) -> None:
+    """`clean --idle`: keys with no holder and no waiter whose last run (if any) ended
+    before `idle` seconds ago. The store re-checks each under its own lock."""
+    import time
+
+    from singlerun import render, status
+    from singlerun.durations import rfc3339
+    from singlerun.keys import JobKey
+
+    last = store.last_runs()
+    keys = {s.key for s in states if s.key is not None} | {JobKey(*k) for k in last}
+    busy = {s.key for s in states if s.holders or s.unrecorded or s.waiters}
+    since = time.time() - idle
+    for key in sorted(keys - busy, key=lambda k: (k.group, k.name)):
+        active = status.last_active(last.get((key.group, key.name)))
+        if not only.matches(key) or (active is not None and active >= since):
+            continue
+        if store.forget(key, dry_run=dry_run):
+            when = "no runs known" if active is None else f"last active {rfc3339(active)}"
+            verb = "would forget" if dry_run else "forgot"
+            click.echo(f"{verb} idle key {render.safe(key)} ({when})")
 
 
 HISTORY_EPILOG = """\b

@@ -22,7 +22,7 @@ from collections.abc import Iterator
 from dataclasses import astuple, fields
 
 from singlerun.errors import StoreError
-from singlerun.history import JOURNAL, KEEP, Run, parse_journal
+from singlerun.history import JOURNAL, KEEP, Run, journal_line, parse_journal
 from singlerun.lockdir import LockDir
 
 FILE_NAME = "history.db"
@@ -93,6 +93,34 @@ class Ledger:
             os.ftruncate(fd, 0)  # only once every row is in the ledger
         finally:
             os.close(fd)
+
+    def forget(self, group: str, name: str) -> None:
+        """Remove a key's runs from the journal and the ledger (`clean --idle`)."""
+        try:
+            fd = self.dir.open(JOURNAL, os.O_RDWR)
+        except FileNotFoundError:
+            fd = None
+        except OSError as exc:
+            raise self.dir.error("rewrite the run history", JOURNAL, exc) from None
+        try:
+            if fd is not None:
+                fcntl.flock(fd, fcntl.LOCK_EX)  # appends wait (a bounded wait: history.py)
+                with os.fdopen(os.dup(fd), "rb") as f:
+                    kept = [
+                        r for r in parse_journal(f.read()) if (r.group, r.name) != (group, name)
+                    ]
+                os.ftruncate(fd, 0)
+                os.pwrite(fd, b"".join(journal_line(r) for r in kept), 0)
+            if self._check_files():
+                with _failing_as("forget in"):
+                    db = self._connect(time.monotonic() + BOUND)
+                    try:
+                        db.execute('DELETE FROM runs WHERE "group" = ? AND name = ?', (group, name))
+                    finally:
+                        db.close()
+        finally:
+            if fd is not None:
+                os.close(fd)
 
     def _check_files(self) -> bool:
         """Whether the ledger exists; refuses a planted symlink or non-file at any of the

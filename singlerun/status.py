@@ -106,9 +106,23 @@ def entry(key: JobKey, state: KeyState | None, last: Run | None, now: float) -> 
     }
 
 
+RECENT = 7 * 86400.0  # `status` shows idle keys that ran within this (`--all`: every key)
+
+
+def last_active(run: Run | None) -> float | None:
+    """When a key was last in use, as its history tells (None: no run is known)."""
+    return None if run is None else max(run.started_at, run.ended_at or 0.0)
+
+
 def gather(
-    states: list[KeyState], last_runs: dict[tuple[str, str], Run], only: KeyFilter
+    states: list[KeyState],
+    last_runs: dict[tuple[str, str], Run],
+    only: KeyFilter,
+    *,
+    recent: float | None = None,
 ) -> list[dict[str, Any]]:
+    """Every key's entry; with `recent`, idle keys only if they ran within that many
+    seconds (a key asked for by name is always shown)."""
     now = time.time()
     by_key: dict[JobKey, KeyState | None] = {s.key: s for s in states if s.key is not None}
     for group_name in last_runs:
@@ -118,6 +132,14 @@ def gather(
         for k, s in by_key.items()
         if only.matches(k)
     ]
+    if recent is not None and only.key is None:
+        since = now - recent
+        entries = [
+            e
+            for e in entries
+            if e["state"] != "idle"
+            or (last_active(last_runs.get((e["group"], e["name"]))) or 0.0) >= since
+        ]
     if only.key is not None and not entries:  # an unknown key is simply idle
         entries.append(entry(only.key, None, None, now))
     return sorted(entries, key=lambda e: (e["group"], e["name"]))

@@ -120,6 +120,12 @@ class Store(Protocol):
         """Remove a key's stale records and dead waiters' tickets; return the records."""
         ...
 
+    def forget(self, key: JobKey, *, dry_run: bool) -> bool:
+        """Forget an idle key (`clean --idle`): what the store keeps of it (lock files,
+        records, queue, fencing counter) and its runs in the history. False, and nothing
+        removed, if a slot is held or someone waits."""
+        ...
+
     def add_runs(self, *runs: Run, keep: int | None = None) -> None:
         """Add finished runs to the history (once per job ID), which keeps the newest `keep`
         (None: history.KEEP)."""

@@ -421,3 +421,9 @@ def test_stop_of_a_job_on_another_host_says_at_once_that_it_cannot(sr):
     assert r.stderr.count("\n") == 1 and r.stderr.startswith("singlerun: cannot stop default/far")
     assert "runs on host elsewhere.example" in r.stderr
     locker.kill()
+
+
+def test_status_shows_recent_keys_and_clean_forgets_idle_ones(sr):
+    from tests.idle_keys import check_idle_keys
+
+    check_idle_keys(sr)

@@ -111,3 +111,9 @@ def test_retry_gets_a_new_fencing_token_per_attempt_and_keeps_the_lease(rr):
     assert runner.wait(20) == 1
     tokens = [int(t) for t in runner.stdout.read().split()]
     assert len(tokens) == 3 and tokens == sorted(set(tokens))
+
+
+def test_status_shows_recent_keys_and_clean_forgets_idle_ones(rr):
+    from tests.idle_keys import check_idle_keys
+
+    check_idle_keys(rr)

@@ -114,19 +114,24 @@ class FileStore:
             return self._try_slot(key, slot, token)
         except OSError as exc:
             raise self.dir.error("open the lock file", name, exc) from None
-        self._verify(name, fds[-1], lock)
+        if not self._verify(name, fds[-1], lock):
+            return self._try_slot(key, slot, token)  # forgotten meanwhile: lock the new file
         # We hold the lock, so a record still there was left by a run that died.
         leftover = self.dir.read(self._name(key, slot, ".rec"), MAX_SIZE)
         reclaimed = None if leftover is None else Reclaimed(parse(*leftover))
         return Lease(key, slot, token, None, fds[-1], reclaimed, _Held(lock))
 
-    def _verify(self, name: str, fd: int, lock: filelock.FileLock) -> None:
+    def _verify(self, name: str, fd: int, lock: filelock.FileLock) -> bool:
         """The locked descriptor must be a regular file, and the one now at `name` in our
-        directory: a planted FIFO or device is refused, as is a file swapped meanwhile."""
+        directory: a planted FIFO or device is refused. False: the file was removed (by
+        `clean --idle`, which holds the lock while it does) between our open and our lock;
+        the caller locks the one there now."""
         held, there = os.fstat(fd), self.dir.lstat(name)
         if stat.S_ISREG(held.st_mode) and there is not None and os.path.samestat(held, there):
-            return
+            return True
         lock.release()
+        if stat.S_ISREG(held.st_mode) and (there is None or stat.S_ISREG(there.st_mode)):
+            return False
         raise StoreError(f"refusing lock file {self.dir.show(name)}: it is not a regular file")
 
     def _try_any(self, key: JobKey, slots: int, token: str) -> Lease | None:
@@ -289,6 +294,49 @@ class FileStore:
             finally:
                 lease.handle.lock.release()
         return removed
+
+    def forget(self, key: JobKey, *, dry_run: bool) -> bool:
+        """Remove an idle key's files and its runs, holding every slot while doing so (a run
+        that opened a lock file we remove locks the new one: _verify). False, and nothing
+        removed, if a slot is held or someone waits."""
+        taken: list[Lease] = []
+        try:
+            for slot in list(self._slots(key)):
+                lease = self._try_slot(key, slot, "")
+                if lease is None:
+                    return False
+                taken.append(lease)
+            if self._waiting(key):
+                return False
+            if dry_run:
+                return True
+            for lease in taken:
+                for suffix in (".rec", ".stop", ".lock"):
+                    with contextlib.suppress(OSError):
+                        self.dir.unlink(self._name(key, lease.slot, suffix))
+            self._history().forget(key.group, key.name)
+            return True
+        finally:
+            for lease in taken:
+                lease.handle.lock.release()
+
+    def _waiting(self, key: JobKey) -> bool:
+        from singlerun.store.files import queue
+
+        try:
+            qfd = os.open(
+                self._name(key, 0, ".queue"),
+                os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW,
+                dir_fd=self.dir.fd,
+            )
+        except FileNotFoundError:
+            return False
+        except OSError as exc:
+            raise self.dir.error("open the queue", self._name(key, 0, ".queue"), exc) from None
+        try:
+            return any(live for _, live in queue.waiters(qfd))
+        finally:
+            os.close(qfd)
 
     # -- the run history: a journal the runs append to, folded into a ledger ---------------
 

@@ -65,6 +65,9 @@ def scan(lock_dir: LockDir) -> list[KeyState]:
             states[stem].waiters = [r for r, live in queue.waiters(qfd) if live and r]
         finally:
             os.close(qfd)
+    for stem in queues:  # an empty queue of a key with no lock file (forgotten): not a key
+        if stem not in slots and not states[stem].waiters:
+            del states[stem]
     for state in states.values():
         if state.key is None:
             known = next((r for r in (*state.holders, *state.stale, *state.waiters) if r), None)

@@ -285,6 +285,23 @@ class PostgresStore:
 
     # -- history: a bounded table ---------------------------------------------------------------
 
+    def forget(self, key: JobKey, *, dry_run: bool) -> bool:
+        held = f"({schema.HELD.format(k='h.lock_key')} OR {schema.LEASE_LEFT.format(h='h.')} > 0)"
+        waiting = schema.HELD.format(k="w.lock_key")
+        with self.db.errors("forget in"):
+            busy = self._q(
+                f"SELECT EXISTS (SELECT 1 FROM {{s}}.holders h WHERE stem = %s AND {held}) "
+                f"OR EXISTS (SELECT 1 FROM {{s}}.waiters w WHERE stem = %s AND {waiting})",
+                key.stem, key.stem,
+            )[0][0]  # fmt: skip
+            if busy or dry_run:
+                return not busy
+            # Each delete re-checks: a run that starts meanwhile keeps its row.
+            self._q(f"DELETE FROM {{s}}.holders h WHERE stem = %s AND NOT {held}", key.stem)
+            self._q(f"DELETE FROM {{s}}.waiters w WHERE stem = %s AND NOT {waiting}", key.stem)
+            self._q('DELETE FROM {s}.runs WHERE "group" = %s AND name = %s', key.group, key.name)
+        return True
+
     def add_runs(self, *runs: Run, keep: int | None = None) -> None:
         from singlerun.history import KEEP, journal_line
 

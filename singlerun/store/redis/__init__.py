@@ -245,6 +245,24 @@ class RedisStore:
                 removed.append(parse(data))
         return removed
 
+    def forget(self, key: JobKey, *, dry_run: bool) -> bool:
+        from singlerun.keys import MAX_SLOTS
+
+        args = (self._base(key), key.stem, f"{self.prefix}keys", int(dry_run), MAX_SLOTS)
+        if not int(self._run("FORGET", *args)):
+            return False
+        if not dry_run:  # its runs: found by reading the stream, removed by ID
+            stream = f"{self.prefix}history"
+            ids = [
+                i
+                for i, run in self._history_entries()
+                if (run.group, run.name) == (key.group, key.name)
+            ]
+            with self._errors("forget in"):
+                for start in range(0, len(ids), 500):
+                    self.client.xdel(stream, *ids[start : start + 500])
+        return True
+
     # -- history: a capped stream ------------------------------------------------------------
 
     def add_runs(self, *runs: Run, keep: int | None = None) -> None:
@@ -256,7 +274,12 @@ class RedisStore:
                 pipe.xadd(f"{self.prefix}history", {"run": journal_line(run)}, maxlen=keep or KEEP)
             pipe.execute()
 
-    def _history(self, batch: int = 500) -> Iterator[Run]:
+    def _history(self) -> Iterator[Run]:
+        for _, run in self._history_entries():
+            yield run
+
+    def _history_entries(self, batch: int = 500) -> Iterator[tuple[str, Run]]:
+        """(stream entry ID, run), newest first."""
         from singlerun.history import parse_journal
 
         stream, top = f"{self.prefix}history", "+"
@@ -264,7 +287,8 @@ class RedisStore:
             with self._errors("read the run history from"):
                 entries = self.client.xrevrange(stream, max=top, min="-", count=batch)
             for entry_id, fields in entries:
-                yield from parse_journal(fields.get(b"run", b""))
+                for run in parse_journal(fields.get(b"run", b"")):
+                    yield _text(entry_id), run
                 top = f"({_text(entry_id)}"
             if len(entries) < batch:
                 return

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 NAMES = (
     *("ACQUIRE", "REGRANT", "PUBLISH", "RENEW", "RELEASE", "ENQUEUE", "LEAVE", "INSPECT"),
-    *("STOP", "CLEAN"),
+    *("STOP", "CLEAN", "FORGET"),
 )
 
 # ARGV: base, slots, job_id, ttl_ms, waiting (0/1), record, stem, keys-set
@@ -180,4 +180,23 @@ if redis.call('EXISTS', base .. ':lease:' .. slot) == 1 then return false end
 local rec = redis.call('HGET', base .. ':recs', slot)
 if rec and ARGV[3] == '0' then redis.call('HDEL', base .. ':recs', slot) end
 return rec or false
+"""
+
+# ARGV: base, stem, keys-set, dry_run (0/1), max slots. Forgets an idle key (`clean --idle`):
+# 0 if a slot is leased or a waiter lives, else 1 after removing its records, queue and
+# fencing counter (the next token still rises: it is at least the server's time in µs).
+FORGET = """
+local base, slots = ARGV[1], tonumber(ARGV[5])
+for slot = 0, slots - 1 do
+  if redis.call('EXISTS', base .. ':lease:' .. slot) == 1 then return 0 end
+end
+for _, id in ipairs(redis.call('ZRANGE', base .. ':queue', 0, -1)) do
+  if redis.call('EXISTS', base .. ':ticket:' .. id) == 1 then return 0 end
+end
+if ARGV[4] == '1' then return 1 end
+redis.call('DEL', base .. ':recs', base .. ':fence', base .. ':queue', base .. ':waiters',
+  base .. ':qseq')
+for slot = 0, slots - 1 do redis.call('DEL', base .. ':stop:' .. slot) end
+redis.call('SREM', ARGV[3], ARGV[2])
+return 1
 """
