@@ -51,6 +51,7 @@ class RunConfig:
     signal: int = signal.SIGTERM
     kill_after: float = 10.0
     history_size: int | None = None  # --history-size (None: history.KEEP)
+    textfile_dir: str | None = None  # --textfile-dir: node_exporter's textfile collector
 
 
 def _report_reclaimed(lease: Lease) -> None:
@@ -201,11 +202,22 @@ def _attempt(
 ) -> _Attempt:
     """Run the job once, holding the lease; say how it ended (singlerun's code for it)."""
 
-    def started(pid: int) -> None:
+    def name_the_job(pid: int) -> None:
         try:
             store.publish(lease, me.with_child(pid, process_start_time(pid)))
         except StoreError as exc:
             books.warn(exc.message)
+
+    def guard(pid: int) -> None:
+        """A network lease: the watchdog is armed and the record names the job before the
+        job may run, so a server that stops answering holds up no supervision."""
+        assert ticker is not None
+        ticker.guard(pid)
+        name_the_job(pid)
+
+    def started(pid: int) -> None:
+        if ticker is None:
+            name_the_job(pid)
 
     env = {
         **{k: v for k, v in os.environ.items() if k not in cfg.scrubbed},
@@ -224,7 +236,7 @@ def _attempt(
         env,
         keep_fd=keep,
         on_started=started,
-        guard=None if ticker is None else ticker.guard,  # armed before the job can run
+        guard=None if ticker is None else guard,
         limit=limit,
         ticker=ticker,
     )
@@ -307,7 +319,22 @@ def run(cfg: RunConfig) -> int:
             )
         elif spawn_failed is not None:
             _write_history(store, me, lease, spawn_failed, "failed", books, cfg.history_size)
+        if cfg.textfile_dir is not None:
+            _write_textfile(store, cfg.textfile_dir, books)
         store.close()
+
+
+def _write_textfile(store: Store, directory: str, books: _Bookkeeping) -> None:
+    """--textfile-dir: the metrics after this run's row; trouble is one warning."""
+    from singlerun import metrics
+    from singlerun.keys import KeyFilter
+
+    try:
+        metrics.write_textfile(directory, metrics.of_store(store, KeyFilter()))
+    except StoreError as exc:
+        books.warn(f"cannot write the metrics: {exc.message}")
+    except OSError as exc:
+        books.warn(f"cannot write the metrics to {directory}: {exc.strerror or exc}")
 
 
 def _more_attempts(

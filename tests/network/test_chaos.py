@@ -5,6 +5,7 @@ strictly increase in the order the jobs started. Replay with CHAOS_SEED=<seed> (
 is the machine's); NETWORK_CHAOS_RUNS sets the number of runs per backend (TORTURE_LONG=1:
 3000; PostgreSQL's runs cost more, so it gets half in CI mode)."""
 
+import contextlib
 import itertools
 import os
 import random
@@ -40,11 +41,24 @@ def _contender(argv, env, budget, procs, lock, stop, rng):
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.PIPE,
             )
+            # Signalled through a pidfd: a PID signalled by number after its process was
+            # reaped may already name another process (a job that would then stay stopped).
+            p.pidfd = os.pidfd_open(p.pid)
             procs.append(p)
         p.wait()
+        with lock:
+            os.close(p.pidfd)
+            p.pidfd = None
         p.stderr.close()
         # 0 ran, 75 timed out waiting, 125 lost its lease or the server, or killed by chaos
         assert p.returncode in (0, 75, 125, -9, 137), p.returncode
+
+
+def _signal(proc, sig, lock):
+    with lock:
+        if proc.pidfd is not None:
+            with contextlib.suppress(ProcessLookupError):
+                signal.pidfd_send_signal(proc.pidfd, sig)
 
 
 def _chaos(rng, procs, lock, server, proxy, stop, counts):
@@ -55,15 +69,12 @@ def _chaos(rng, procs, lock, server, proxy, stop, counts):
             live = [p for p in procs if p.poll() is None]
         if action in ("kill", "freeze") and live:
             victim = rng.choice(live)
-            try:
-                if action == "kill":
-                    victim.send_signal(signal.SIGKILL)
-                else:
-                    victim.send_signal(signal.SIGSTOP)
-                    time.sleep(rng.uniform(0.2, 2.0))
-                    victim.send_signal(signal.SIGCONT)
-            except ProcessLookupError:
-                pass
+            if action == "kill":
+                _signal(victim, signal.SIGKILL, lock)
+            else:
+                _signal(victim, signal.SIGSTOP, lock)
+                time.sleep(rng.uniform(0.2, 2.0))
+                _signal(victim, signal.SIGCONT, lock)
         elif action == "pause":
             server.pause()
             time.sleep(rng.uniform(0.1, 1.5))
@@ -109,8 +120,9 @@ def test_chaos_no_overlap_and_increasing_tokens(rr, server, ns, tmp_path):
     proxy.close()
     # Jobs the watchdog killed may outlive their singlerun by a moment: wait, then check.
     deadline = time.monotonic() + 10
-    while any("chaos-job" in " ".join(p.cmdline()) for p in psutil.process_iter() if _safe(p)):
-        assert time.monotonic() < deadline, "a job outlived its singlerun and its lease"
+    while left := [p for p in psutil.process_iter() if _safe(p) and "chaos-job" in _cmd(p)]:
+        alive = [(p.pid, p.status(), _cmd(p)) for p in left if _safe(p)]
+        assert time.monotonic() < deadline, ("a job outlived its singlerun and its lease", alive)
         time.sleep(0.05)
     tokens = (
         [int(t) for t in (box / "tokens").read_text().split()] if (box / "tokens").exists() else []
@@ -124,6 +136,13 @@ def test_chaos_no_overlap_and_increasing_tokens(rr, server, ns, tmp_path):
     assert not violations, (seed, violations)
     assert tokens, seed
     assert all(a < b for a, b in itertools.pairwise(tokens)), (seed, tokens)
+
+
+def _cmd(p):
+    try:
+        return " ".join(p.cmdline())
+    except psutil.Error:
+        return ""
 
 
 def _safe(p):
