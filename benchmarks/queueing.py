@@ -95,7 +95,7 @@ def status_over(tmp: Path, keys: int) -> dict[str, float]:
         for _ in range(3):
             t0 = time.perf_counter()
             r = subprocess.run(
-                [BIN, "status", "--lock-dir", str(locks), *extra],
+                [BIN, "status", "--all", "--lock-dir", str(locks), *extra],
                 capture_output=True,
                 text=True,
                 check=True,

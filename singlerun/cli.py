@@ -42,7 +42,9 @@ Subcommands (singlerun COMMAND --help; --lock-dir and --backend may come before 
   status    what is running, waiting, stale; the last run of each key
   stop      stop a running job
   clean     remove stale records; with --idle D, forget keys unused for D
-  history   finished runs, newest first
+  history   finished runs, newest first (--summary: one row per key, with a chart)
+  check     monitoring plugin (Nagios, Icinga): did the job succeed within --max-age?
+  metrics   the Prometheus text format; --textfile-dir writes it at every run's end
 \b
 Exit status: the command's own; 128+N if it was killed by signal N; 75 if the key is
 taken (--conflict-exit-code); 124 --max-runtime reached; 125 singlerun failed (lock
@@ -61,7 +63,7 @@ INHERITED_ENVVARS = {
 
 # The operator's subcommands live in commands.py, imported only when one is asked for:
 # a run (the common case, started by cron in storms) does not pay for building them.
-OPERATOR_COMMANDS = ("status", "stop", "clean", "history")
+OPERATOR_COMMANDS = ("status", "stop", "clean", "history", "check", "metrics")
 
 
 STORE_OPTIONS = ("--lock-dir", "--backend")  # also accepted before a subcommand's name
@@ -99,8 +101,9 @@ class SinglerunGroup(click.Group):
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         if cmd_name in OPERATOR_COMMANDS and cmd_name not in self.commands:
             from singlerun.commands import COMMANDS
+            from singlerun.monitoring_commands import COMMANDS as MONITORING
 
-            for command in COMMANDS:
+            for command in (*COMMANDS, *MONITORING):
                 self.add_command(command)
         return super().get_command(ctx, cmd_name)
 
@@ -128,7 +131,9 @@ class RunCommand(click.Command):
 
     def format_usage(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         formatter.write_usage("singlerun", "[OPTIONS] [--] COMMAND [ARG]...")
-        formatter.write_usage("singlerun", "run|status|stop|clean|history [OPTIONS] ...", "   or: ")
+        formatter.write_usage(
+            "singlerun", "run|status|stop|clean|history|check|metrics [OPTIONS] ...", "   or: "
+        )
 
 
 @click.group(cls=SinglerunGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -236,6 +241,12 @@ def cli() -> None:
     help="Keep the newest N finished runs in the history (the lock directory's ledger, "
     "the Redis stream, the PostgreSQL table).",
 )
+@option(
+    "--textfile-dir",
+    metavar="DIR",
+    help="At the end of the run, write every key's metrics (as `singlerun metrics` prints "
+    "them) atomically to DIR/singlerun.prom, for node_exporter's textfile collector.",
+)
 @option("-q", "--quiet", is_flag=True, help="No conflict message, no stale-lock warning.")
 @option("-v", "--verbose", is_flag=True, help="Say what singlerun does.")
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
@@ -261,6 +272,7 @@ def run_cmd(
     lease_ttl: float,
     on_lease_lost: str,
     history_size: int,
+    textfile_dir: str | None,
     quiet: bool,
     verbose: bool,
 ) -> int:
@@ -302,6 +314,7 @@ def run_cmd(
         signal=signal,
         kill_after=kill_after,
         history_size=history_size,
+        textfile_dir=textfile_dir,
     )
     try:
         return runner.run(cfg)

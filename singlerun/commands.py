@@ -249,12 +249,19 @@ Outcomes: ok, failed, killed, timeout, replaced, lost (its singlerun died).
     help="At most N runs.",
 )
 @option("--json", "as_json", is_flag=True, help="A JSON array with stable field names.")
+@option(
+    "--summary",
+    is_flag=True,
+    help="One row per key: runs, success rate, p50/p95 duration, last success and a chart "
+    "of the last 20 runs (all of the history; --limit does not apply).",
+)
 @apply(*store_options())
 def history_cmd(
     group: str | None,
     name: str | None,
     limit: int,
     as_json: bool,
+    summary: bool,
     lock_dir: str | None,
     backend: str | None,
 ) -> int:
@@ -262,6 +269,11 @@ def history_cmd(
     from singlerun import render, status
 
     store = _store(lock_dir, backend, read_only=True)
+    if summary:
+        from singlerun import summary as summaries
+
+        click.echo(summaries.render(store.runs(_only(group, name), None)), nl=False)
+        return ExitCode.OK
     runs = store.runs(_only(group, name), limit)
     if as_json:
         import json

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
-    from singlerun.history import Run
+    from singlerun.history import KeyStats, Run
     from singlerun.keys import JobKey, KeyFilter
     from singlerun.record import Record
     from singlerun.store import Lease
@@ -137,6 +137,10 @@ class Store(Protocol):
 
     def last_runs(self) -> dict[tuple[str, str], Run]:
         """The newest finished run of every key."""
+        ...
+
+    def key_stats(self, only: KeyFilter) -> dict[tuple[str, str], KeyStats]:
+        """For monitoring: each key's last run, last success and runs by outcome."""
         ...
 
     def close(self) -> None:

@@ -20,7 +20,7 @@ def _commands() -> list[click.Command]:
     """Every subcommand, the lazily loaded ones included."""
     ctx = click.Context(cli)
     found = [cli.get_command(ctx, name) for name in cli.list_commands(ctx)]
-    assert len(found) == 5 and all(found)
+    assert len(found) == 7 and all(found)
     return [c for c in found if c is not None]
 
 

@@ -427,3 +427,20 @@ def test_status_shows_recent_keys_and_clean_forgets_idle_ones(sr):
     from tests.idle_keys import check_idle_keys
 
     check_idle_keys(sr)
+
+
+def test_check_metrics_and_the_summary(sr, tmp_path):
+    from tests.monitoring import check_monitoring
+
+    textfile = tmp_path / "textfile"
+    textfile.mkdir()
+    check_monitoring(sr, textfile)
+
+
+def test_check_is_unknown_when_the_store_cannot_be_read(sr, tmp_path):
+    link = tmp_path / "link"
+    link.symlink_to(sr.lock_dir)
+    r = sr.run("check", "--lock-dir", str(link), "-n", "x", "--max-age", "1h")
+    assert r.returncode == 3, r.stderr
+    assert r.stdout.startswith("SINGLERUN UNKNOWN - refusing lock directory")
+    assert r.stderr.startswith("singlerun: refusing lock directory")

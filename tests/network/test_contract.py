@@ -117,3 +117,11 @@ def test_status_shows_recent_keys_and_clean_forgets_idle_ones(rr):
     from tests.idle_keys import check_idle_keys
 
     check_idle_keys(rr)
+
+
+def test_check_metrics_and_the_summary(rr, tmp_path):
+    from tests.monitoring import check_monitoring
+
+    textfile = tmp_path / "textfile"
+    textfile.mkdir()
+    check_monitoring(rr, textfile)

@@ -26,7 +26,7 @@ from singlerun.signals import alarm_at
 from singlerun.store import Lease, Reclaimed
 
 if TYPE_CHECKING:
-    from singlerun.history import Run
+    from singlerun.history import KeyStats, Run
     from singlerun.ledger import Ledger
     from singlerun.store.files.inotify import CloseWatch
     from singlerun.store.protocol import KeyState, Renewal
@@ -357,6 +357,9 @@ class FileStore:
 
     def last_runs(self) -> dict[tuple[str, str], Run]:
         return self._history().last_by_key()
+
+    def key_stats(self, only: KeyFilter) -> dict[tuple[str, str], KeyStats]:
+        return self._history().stats(only.group, only.name)
 
     # -- leases: a kernel lock needs no renewal ----------------------------------------------
 

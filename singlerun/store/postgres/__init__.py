@@ -26,7 +26,7 @@ from singlerun.store.postgres.url import PostgresURL
 from singlerun.store.protocol import KeyState, Renewal, StopRequest
 
 if TYPE_CHECKING:
-    from singlerun.history import Run
+    from singlerun.history import KeyStats, Run
 
 _TRIM_EVERY = 100  # runs between two trims of the history
 
@@ -328,6 +328,11 @@ class PostgresStore:
             "AND (%s::text IS NULL OR name = %s) ORDER BY started_at DESC, job_id DESC LIMIT %s",
             only.group, only.group, only.name, only.name, limit,
         )  # fmt: skip
+
+    def key_stats(self, only: KeyFilter) -> dict[tuple[str, str], KeyStats]:
+        from singlerun.history import stats_of
+
+        return stats_of(self.runs(only, None))
 
     def last_runs(self) -> dict[tuple[str, str], Run]:
         runs = self._lines(

@@ -26,7 +26,7 @@ from singlerun.store.redis import scripts
 from singlerun.store.redis.url import RedisURL
 
 if TYPE_CHECKING:
-    from singlerun.history import Run
+    from singlerun.history import KeyStats, Run
 
 
 @dataclass
@@ -297,6 +297,11 @@ class RedisStore:
         found = [r for r in self._history() if only.matches(JobKey(r.group, r.name))]
         found.sort(key=lambda r: (r.started_at, r.job_id), reverse=True)  # as the file store
         return found if limit is None else found[:limit]
+
+    def key_stats(self, only: KeyFilter) -> dict[tuple[str, str], KeyStats]:
+        from singlerun.history import stats_of
+
+        return stats_of(self.runs(only, None))
 
     def last_runs(self) -> dict[tuple[str, str], Run]:
         last: dict[tuple[str, str], Run] = {}
