@@ -61,8 +61,8 @@ class LeaseTicker:
 
     def guard(self, pgid: int) -> None:
         """The job's process group exists and is about to run: from now on it dies with the
-        lease (watchdog.py)."""
-        self.watchdog = Watchdog(pgid, self.deadline)
+        lease (watchdog.py), or with `--on-lease-lost continue` only with singlerun."""
+        self.watchdog = Watchdog(pgid, None if self.keep_running else self.deadline)
 
     def _lose(self, why: str) -> Stop | None:
         self.lost = True

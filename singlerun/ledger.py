@@ -21,6 +21,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import astuple, fields
 
+from singlerun import ledgerstats
 from singlerun.errors import StoreError
 from singlerun.history import JOURNAL, KEEP, KeyStats, Run, journal_line, parse_journal
 from singlerun.lockdir import LockDir
@@ -116,6 +117,7 @@ class Ledger:
                     db = self._connect(time.monotonic() + BOUND)
                     try:
                         db.execute('DELETE FROM runs WHERE "group" = ? AND name = ?', (group, name))
+                        ledgerstats.forget(db, group, name)
                     finally:
                         db.close()
         finally:
@@ -148,6 +150,7 @@ class Ledger:
         for column, kind in _ADDED.items():
             if column not in have:
                 db.execute(f"ALTER TABLE runs ADD COLUMN {column} {kind}")
+        ledgerstats.install(db)
         return db
 
     def _reader(self) -> sqlite3.Connection | None:
@@ -194,10 +197,14 @@ class Ledger:
                 db = self._connect(deadline)
                 try:
                     placeholders = ", ".join("?" * len(fields(Run)))
+                    # One transaction: in autocommit each row would be a commit (a sync) of
+                    # its own, some 500 of them for a journal's worth.
+                    db.execute("BEGIN IMMEDIATE")
                     db.executemany(
                         f"INSERT OR IGNORE INTO runs ({_COLUMNS}) VALUES ({placeholders})",
                         [astuple(run) for run in runs],
                     )
+                    db.execute("COMMIT")
                     return
                 finally:
                     db.close()
@@ -272,7 +279,7 @@ class Ledger:
             db = self._reader()
             if db is not None:
                 try:
-                    self._count(db, where, args, stats)
+                    ledgerstats.read(db, where, args, stats)
                 finally:
                     db.close()
         seen: set[str] = set()
@@ -282,24 +289,6 @@ class Ledger:
                 seen.add(run.job_id)
                 stats.setdefault((run.group, run.name), KeyStats()).add(run)
         return stats
-
-    @staticmethod
-    def _count(
-        db: sqlite3.Connection, where: str, args: list[str], stats: dict[tuple[str, str], KeyStats]
-    ) -> None:
-        # SQLite fills the other columns from the row with the MAX (its "bare columns"
-        # rule): the newest run of each key, read through the key's index.
-        newest = f"SELECT {_COLUMNS}, MAX(started_at) FROM runs WHERE %s{where} GROUP BY 2, 3"
-        for row in db.execute(newest % "1", args):
-            stats.setdefault((row[1], row[2]), KeyStats()).last = Run(*row[:-1])
-        for row in db.execute(newest % "outcome = 'ok'", args):
-            stats.setdefault((row[1], row[2]), KeyStats()).last_success = Run(*row[:-1])
-        counts = (
-            f'SELECT "group", name, outcome, COUNT(*) FROM runs WHERE 1{where} GROUP BY 1, 2, 3'
-        )
-        for g, n, outcome, count in db.execute(counts, args):
-            entry = stats.setdefault((g, n), KeyStats())
-            entry.outcomes = {**(entry.outcomes or {}), outcome: count}
 
     def _ledger_last(self) -> dict[tuple[str, str], Run]:
         with _failing_as("read"):

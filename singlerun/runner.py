@@ -312,7 +312,8 @@ def run(cfg: RunConfig) -> int:
         try:
             store.release(lease)
         except (OSError, StoreError) as exc:
-            books.warn(f"releasing {cfg.key}: {getattr(exc, 'message', exc)}")
+            if ticker is None or not ticker.lost:  # a lost lease was said once already
+                books.warn(f"releasing {cfg.key}: {getattr(exc, 'message', exc)}")
         if done is not None:
             _write_history(
                 store, done.record, lease, done.code, done.outcome, books, cfg.history_size

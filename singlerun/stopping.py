@@ -179,11 +179,16 @@ def stop_runs(
     SIGKILL whatever is left after `kill_after`, then give up at `timeout`. One that may not
     be stopped is reported in its Outcome and does not hold the others up.
 
-    A run on another host is stopped by its own singlerun, which sees the request within a
-    second; the stopper polls the store for its slot (holders and waiters never poll)."""
+    A run on another host, and any run of a network store, is stopped by its own singlerun,
+    which sees the request within a second; the stopper polls the store for its slot
+    (holders and waiters never poll)."""
     outcomes = [Outcome(r) for r in records]
-    local = [o for o in outcomes if o.record.host == host()]
-    remote = [o for o in outcomes if o.record.host != host()]
+    # A network store's records are data from a server anyone with its password can write:
+    # they never name a process for us to signal, even one on this host. The request goes
+    # through the store to the holder's own singlerun, which knows its job (SPEC §6).
+    routed = store.reaches_other_hosts
+    local = [o for o in outcomes if o.record.host == host() and not routed]
+    remote = [o for o in outcomes if o not in local]
     if not store.reaches_other_hosts:  # nobody there would read the request: say so now
         for o in remote:
             o.error = Unverifiable(

@@ -25,13 +25,14 @@ import time
 _DONE = b"D"
 
 
-def _guard(read_fd: int, pgid: int, deadline: float) -> None:
-    """The child's whole life; never returns. Anything unexpected kills the job too."""
+def _guard(read_fd: int, pgid: int, deadline: float | None) -> None:
+    """The child's whole life; never returns. Anything unexpected kills the job too.
+    Without a deadline (--on-lease-lost continue) it waits for singlerun's end alone."""
     with contextlib.suppress(BaseException):
         os.setsid()
         buffered = b""
-        while (remaining := deadline - time.monotonic()) > 0:
-            ready, _, _ = select.select([read_fd], [], [], remaining)
+        while deadline is None or (remaining := deadline - time.monotonic()) > 0:
+            ready, _, _ = select.select([read_fd], [], [], None if deadline is None else remaining)
             if not ready:
                 continue
             chunk = os.read(read_fd, 4096)
@@ -41,7 +42,7 @@ def _guard(read_fd: int, pgid: int, deadline: float) -> None:
             *lines, buffered = buffered.split(b"\n")
             if _DONE in lines:
                 os._exit(0)
-            if lines:
+            if lines and deadline is not None:
                 deadline = float(lines[-1])
     with contextlib.suppress(BaseException):
         os.killpg(pgid, signal.SIGKILL)
@@ -49,7 +50,7 @@ def _guard(read_fd: int, pgid: int, deadline: float) -> None:
 
 
 class Watchdog:
-    def __init__(self, pgid: int, deadline: float) -> None:
+    def __init__(self, pgid: int, deadline: float | None) -> None:
         read_fd, self._write_fd = os.pipe()
         self.pid = os.fork()
         if self.pid == 0:  # the guard

@@ -14,6 +14,10 @@ if TYPE_CHECKING:
     from singlerun.store import Lease
 
 
+REASONS = ("stopped", "replaced")  # what `stop` and `--replace` write
+MAX_KILL_AFTER = 366 * 86400.0  # options.MAX_DURATION: the longest --kill-after
+
+
 @dataclass(frozen=True)
 class StopRequest:
     """Left for a holder by `stop`/`--replace`: why, whom, and (for a holder on another host,
@@ -28,15 +32,29 @@ class StopRequest:
         return f"{self.reason} {self.job_id} {self.signal} {self.kill_after!r}"
 
     @classmethod
-    def parse(cls, data: bytes | str) -> StopRequest | None:
+    def parse(cls, data: object) -> StopRequest | None:
+        """None for anything a stopper does not write: a request is data from the store
+        (a server anyone with its password can write), and a signal number or delay it
+        names is acted on by the holder."""
+        import math
+        import signal as signals
+
+        if not isinstance(data, bytes | str) or len(data) > 1024:
+            return None
         text = data.decode(errors="replace") if isinstance(data, bytes) else data
         parts = text.split()
-        try:
-            if len(parts) == 2:  # written by the file store
-                return cls(parts[0], parts[1])
-            return cls(parts[0], parts[1], int(parts[2]), float(parts[3]))
-        except (IndexError, ValueError):
+        if len(parts) not in (2, 4) or parts[0] not in REASONS:
             return None
+        if len(parts) == 2:  # written by the file store
+            return cls(parts[0], parts[1])
+        try:
+            sig, kill_after = int(parts[2]), float(parts[3])
+        except ValueError:
+            return None
+        valid = sig == 0 or sig in signals.valid_signals()
+        if not valid or not math.isfinite(kill_after) or not 0 <= kill_after <= MAX_KILL_AFTER:
+            return None
+        return cls(parts[0], parts[1], sig, kill_after)
 
 
 @dataclass(frozen=True)

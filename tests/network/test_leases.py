@@ -112,6 +112,26 @@ def test_on_lease_lost_continue_keeps_the_job_running(rr, server):
     assert "keeps running (--on-lease-lost)" in proc.stderr.read()
 
 
+def test_on_lease_lost_continue_survives_a_server_paused_past_the_ttl(rr, server):
+    """Issue 19: with the server paused past the TTL, the watchdog SIGKILLed the job (137)
+    although the message said it kept running. With `continue` the job runs to its own
+    end, one warning says the lease is lost, and the exit status is the job's own."""
+    proc = rr.start(
+        "-n", "pc", "--lease-ttl", "2s", "--on-lease-lost", "continue", "--",
+        "sh", "-c", "echo started; sleep 4; echo finished; exit 3",
+    )  # fmt: skip
+    assert proc.stdout.readline() == "started\n"
+    server.pause()
+    try:
+        time.sleep(3)  # past the 2 s lease
+    finally:
+        server.resume()
+    assert proc.wait(15) == 3
+    assert proc.stdout.read() == "finished\n"
+    err = proc.stderr.read()
+    assert err.count("\n") == 1 and "the job keeps running (--on-lease-lost)" in err, err
+
+
 def test_record_names_the_lease_token(rr):
     holder, _ = rr.start_holder("-n", "t")
     r = rr.run("status", "--json", "-n", "t")

@@ -167,7 +167,11 @@ class RedisStore:
             )
         except self._redis_error:
             return Renewal(None, None)
-        return Renewal(bool(int(reply[0])), StopRequest.parse(reply[1]) if reply[1] else None)
+        # A reply of another shape is not an answer: as if the server could not be asked
+        # (the lease then runs out on its deadline), never a crash that frees the key.
+        if not isinstance(reply, list) or len(reply) != 2 or reply[0] not in (0, 1):
+            return Renewal(None, None)
+        return Renewal(bool(reply[0]), StopRequest.parse(reply[1]) if reply[1] else None)
 
     def release(self, lease: Lease) -> None:
         held: _Held = lease.handle
