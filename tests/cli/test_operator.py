@@ -1,5 +1,6 @@
 """The operator's view and control: status, stop, clean, history, replace, limits."""
 
+import contextlib
 import json
 import os
 import re
@@ -9,7 +10,7 @@ import time
 import psutil
 import pytest
 
-from tests.conftest import PRINT_SIGNALS, read_line, records, stop, wait_for
+from tests.conftest import PRINT_SIGNALS, SINGLERUN, read_line, records, stop, wait_for
 
 
 def _status(sr, *args):
@@ -444,3 +445,28 @@ def test_check_is_unknown_when_the_store_cannot_be_read(sr, tmp_path):
     assert r.returncode == 3, r.stderr
     assert r.stdout.startswith("SINGLERUN UNKNOWN - refusing lock directory")
     assert r.stderr.startswith("singlerun: refusing lock directory")
+
+
+@pytest.mark.parametrize("no_color", [None, "1"])
+def test_the_summary_is_coloured_only_on_a_terminal_without_no_color(sr, no_color):
+    import pty
+    import subprocess
+
+    assert sr.run("-n", "c", "--", "true").returncode == 0
+    assert sr.run("-n", "c", "--", "false").returncode == 1
+    env = {**sr.env, "LC_ALL": "C.UTF-8"}
+    env.pop("NO_COLOR", None)
+    if no_color:
+        env["NO_COLOR"] = no_color
+    main, tty = pty.openpty()
+    proc = subprocess.Popen([*SINGLERUN, "history", "--summary"], stdout=tty, stderr=tty, env=env)
+    os.close(tty)
+    out = b""
+    with contextlib.suppress(OSError):  # EIO once the terminal's other side is closed
+        while chunk := os.read(main, 4096):
+            out += chunk
+    os.close(main)
+    assert proc.wait(10) == 0
+    text = out.decode()
+    assert "default/c" in text and "×" in text, text
+    assert ("\033[31m×" in text) is (no_color is None), text
