@@ -1,10 +1,10 @@
 """Start-up, storms and waiting, each beside its floor (issue 9).
 
 1. Start-up: `singlerun -n x -- true` against `python3 -c pass`, the import floor
-   `python3 -c "import click, filelock"` and `flock -n f true`, interleaved round by round so
+   `python3 -c "import click"` and `flock -n f true`, interleaved round by round so
    that machine noise hits them alike; singlerun's own cost is its median minus the floor's.
 2. Storm: N launchers at once on one key: time until all are decided, against the CPU floor
-   (N * singlerun's start-up / cores), and against N bare `import click, filelock` at once.
+   (N * singlerun's start-up / cores), and against N bare `import click` at once.
 3. Waiting for one of N slots: a waiter's CPU while it waits, and the handoff (holder's last
    act to the waiter's job start), for --max-concurrent 1 and 4.
 4. FIFO order: waiters launched 50 ms apart on a held key, and how many ran out of order
@@ -47,7 +47,7 @@ def startup(bin_: Path, python: Path, tmp: Path, rounds: int) -> dict[str, list[
     env = {**os.environ, "SINGLERUN_LOCK_DIR": str(tmp / "locks")}
     cases = {
         "python3 -c pass": [python, "-c", "pass"],
-        'python3 -c "import click, filelock"': [python, "-c", "import click, filelock"],
+        'python3 -c "import click"': [python, "-c", "import click"],
         "singlerun -n x -- true": [bin_, "-n", "x", "--", "true"],
         "flock -n f true": ["flock", "-n", str(tmp / "f"), "true"],
     }
@@ -74,14 +74,14 @@ def _all_at_once(argvs: list[list[str | Path]], env: dict[str, str]) -> tuple[fl
 
 
 def storm(bin_: Path, python: Path, tmp: Path, n: int) -> dict[str, float | int]:
-    """N launchers at once on one key, and N bare `import click, filelock` at once: the
+    """N launchers at once on one key, and N bare `import click` at once: the
     second is what the machine itself does with N interpreters starting together."""
     env = {**os.environ, "SINGLERUN_LOCK_DIR": str(tmp / "storm")}
     box = tmp / "box"
     box.mkdir()
     job = ["sh", "-c", STORM_JOB.format(box=box)]
     took, codes = _all_at_once([[bin_, "-n", "hot", "--", *job]] * n, env)
-    floor_took, _ = _all_at_once([[python, "-c", "import click, filelock"]] * n, env)
+    floor_took, _ = _all_at_once([[python, "-c", "import click"]] * n, env)
     violations = box / "violations"
     return {
         "took": took,
@@ -155,7 +155,7 @@ def main() -> None:
         inversions = fifo(bin_, tmp, 3 if quick else 8)
     med = {name: statistics.median(s) for name, s in times.items()}
     base, flock = med["python3 -c pass"], med["flock -n f true"]
-    floor = med['python3 -c "import click, filelock"']
+    floor = med['python3 -c "import click"']
     print(f"{rounds} interleaved rounds, {cores} CPUs, Python {sys.version.split()[0]}\n")
     print("| command | median ms | p90 ms | × python3 -c pass | × flock |")
     print("| --- | ---: | ---: | ---: | ---: |")
@@ -166,13 +166,13 @@ def main() -> None:
             f"{med[name] / base:.2f} | {med[name] / flock:.1f} |"
         )
     own = (med["singlerun -n x -- true"] - floor) * 1000
-    print(f"\nsinglerun's own cost beyond importing click and filelock: {own:.1f} ms (goal ≤ 5)\n")
+    print(f"\nsinglerun's own cost beyond importing click: {own:.1f} ms (goal ≤ 5)\n")
     cpu_floor = n * med["singlerun -n x -- true"] / cores
     took, floor_took = float(st["took"]), float(st["floor_took"])
     print(f"| {n} at once | all decided | × CPU floor ({cpu_floor:.2f} s) | goal |")
     print("| --- | ---: | ---: | --- |")
     print(f"| `singlerun -n hot -- sh -c …` | {took:.2f} s | {took / cpu_floor:.2f} | ≤ 1.2 |")
-    print(f'| `python3 -c "import click, filelock"` | {floor_took:.2f} s | ', end="")
+    print(f'| `python3 -c "import click"` | {floor_took:.2f} s | ', end="")
     print(f"{floor_took / cpu_floor:.2f} | |")
     print(f"\nsinglerun's storm / the import floor's storm: {took / floor_took:.2f}")
     print(f"ran / refused (75) / overlaps: {st['ran']} / {st['refused']} / {st['overlaps']}")

@@ -372,7 +372,7 @@ def entry() -> None:
     """The console script: main(), then exit at once.
 
     Everything is released by the time main() returns, so the interpreter's tear-down
-    (about 20 ms with click and filelock loaded, a sixth of a whole run) is skipped.
+    (about 20 ms with click loaded, a sixth of a whole run) is skipped.
     """
     code = main()
     for stream in (sys.stdout, sys.stderr):

@@ -6,8 +6,7 @@ signals.py replaces this handler before singlerun takes a lock. `_signal`, not `
 spends a millisecond building enums on import, a window in which Ctrl-C is not yet ours.
 If the interpreter cannot load singlerun at all (no free descriptors, no memory), one
 `singlerun: ...` line and 125. What the standard library prints while failing to load
-(hashlib logs a traceback when OpenSSL cannot be mapped) is held back meanwhile; filelock,
-which every store needs and which pulls in hashlib, is loaded here for that reason.
+(hashlib logs a traceback when OpenSSL cannot be mapped) is held back meanwhile.
 """
 
 import _signal
@@ -30,8 +29,6 @@ def main() -> None:
         _signal.signal(_signal.SIGINT, _interrupted)
     stderr, sys.stderr = sys.stderr, io.StringIO()
     try:
-        import filelock  # noqa: F401
-
         from singlerun.cli import entry
     except Exception as exc:  # even SystemError: CPython out of memory mid-import
         reason = getattr(exc, "strerror", None) or type(exc).__name__

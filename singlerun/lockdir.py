@@ -4,7 +4,7 @@ it is reached through (SPEC §6).
 The directory is opened once, checked with fstat, and every later open, stat, rename and
 unlink is relative to that descriptor with O_NOFOLLOW: a directory swapped or replaced by a
 symlink after the check is never reached, and no path is resolved twice. Libraries that take
-only a path (filelock, sqlite3, inotify) get `/proc/self/fd/N/name`, which the kernel
+only a path (sqlite3, inotify) get `/proc/self/fd/N/name`, which the kernel
 resolves through the same descriptor.
 """
 
@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
-import secrets
 import stat
 
 from singlerun.errors import StoreError
@@ -174,7 +173,7 @@ class LockDir:
     def replace(self, name: str, data: bytes, what: str) -> int:
         """Replace `name` atomically (a temp file under an unpredictable name, created with
         O_EXCL, then renamed over it); return the new file's inode."""
-        tmp = f".{name}.{secrets.token_hex(8)}.tmp"
+        tmp = f".{name}.{os.urandom(8).hex()}.tmp"  # os.urandom: what secrets reads too
         try:
             fd = self._create(tmp, os.O_WRONLY)
             try:

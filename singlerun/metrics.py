@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import secrets
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -86,7 +85,7 @@ def write_textfile(directory: str, text: str) -> None:
     """Write DIRECTORY/singlerun.prom atomically: a temporary file in the same directory
     (node_exporter ignores names not ending in .prom), then a rename over the old one, so
     the collector never reads half a file. Raises OSError."""
-    tmp = os.path.join(directory, f".{TEXTFILE}.{secrets.token_hex(6)}.tmp")
+    tmp = os.path.join(directory, f".{TEXTFILE}.{os.urandom(6).hex()}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:

@@ -16,8 +16,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-import filelock
-
 from singlerun.errors import LockBusy, StoreError, WaitTimeout
 from singlerun.keys import MAX_SLOTS, JobKey, KeyFilter
 from singlerun.lockdir import LockDir
@@ -34,10 +32,19 @@ if TYPE_CHECKING:
 
 @dataclass
 class _Held:
-    """A lease's private state: its lock, and the inode of the record it published."""
+    """A lease's private state: the locked descriptor, and the inode of the record it
+    published."""
 
-    lock: filelock.FileLock
+    fd: int
     record_inode: int | None = None
+
+    def release(self) -> None:
+        """Unlock, then close: the job's inherited copy of the descriptor stops holding the
+        lock too. Closing a descriptor opened for writing also tells inotify watchers (the
+        waiters for one of several slots) that the slot may be free."""
+        with contextlib.suppress(OSError):
+            fcntl.flock(self.fd, fcntl.LOCK_UN)
+        os.close(self.fd)
 
 
 class FileStore:
@@ -48,7 +55,6 @@ class FileStore:
     def __init__(self, lock_dir: LockDir) -> None:
         self.dir = lock_dir
         self.location = lock_dir.path  # for messages
-        self._locks: dict[str, tuple[filelock.FileLock, list[int]]] = {}
         self._ledger: Ledger | None = None
         self._watches: list[CloseWatch] = []  # closed in release(), off the handoff path
 
@@ -81,56 +87,41 @@ class FileStore:
 
     # -- acquiring --------------------------------------------------------------------------
 
-    def _lock(self, name: str) -> tuple[filelock.FileLock, list[int]]:
-        # One lock object per slot, so a waiter that wakes only has to acquire it. filelock
-        # opens by path: it gets one through our directory descriptor, and opens it with
-        # O_NOFOLLOW. Its mode makes the file group read-write in a shared directory.
-        if name not in self._locks:
-            fds: list[int] = []
-            lock = filelock.FileLock(
-                self.dir.at(name),
-                mode=self.dir.mode,
-                thread_local=False,
-                blocking=False,
-                on_acquired=fds.append,
-            )
-            self._locks[name] = (lock, fds)
-        return self._locks[name]
-
     def _try_slot(self, key: JobKey, slot: int, token: str) -> Lease | None:
+        # flock(2) on the descriptor opened through the checked directory (no symlink, no
+        # FIFO blocking us), created with the directory's file mode. filelock did this
+        # before: its import was half of a run's start-up for this one call (README).
         name = self._name(key, slot, ".lock")
-        lock, fds = self._lock(name)
         try:
-            lock.acquire()
-        except filelock.Timeout:
-            if self.dir.exists(name):
-                return None  # held by another process
-            # filelock reads ENOENT from a create as a transient NFS/FUSE race, so it reports
-            # contention; with no lock file there is no holder, so find out what is wrong.
-            try:
-                os.close(self.dir.open(name, os.O_WRONLY, create=True))
-            except OSError as exc:
-                raise self.dir.error("create the lock file", name, exc) from None
-            return self._try_slot(key, slot, token)
+            fd = self.dir.open(name, os.O_RDWR, create=True)
         except OSError as exc:
             raise self.dir.error("open the lock file", name, exc) from None
-        if not self._verify(name, fds[-1], lock):
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return None  # held by another process
+        except OSError as exc:
+            os.close(fd)
+            raise self.dir.error("lock", name, exc) from None
+        held = _Held(fd)
+        if not self._verify(name, held):
             return self._try_slot(key, slot, token)  # forgotten meanwhile: lock the new file
         # We hold the lock, so a record still there was left by a run that died.
         leftover = self.dir.read(self._name(key, slot, ".rec"), MAX_SIZE)
         reclaimed = None if leftover is None else Reclaimed(parse(*leftover))
-        return Lease(key, slot, token, None, fds[-1], reclaimed, _Held(lock))
+        return Lease(key, slot, token, None, fd, reclaimed, held)
 
-    def _verify(self, name: str, fd: int, lock: filelock.FileLock) -> bool:
+    def _verify(self, name: str, held: _Held) -> bool:
         """The locked descriptor must be a regular file, and the one now at `name` in our
         directory: a planted FIFO or device is refused. False: the file was removed (by
         `clean --idle`, which holds the lock while it does) between our open and our lock;
         the caller locks the one there now."""
-        held, there = os.fstat(fd), self.dir.lstat(name)
-        if stat.S_ISREG(held.st_mode) and there is not None and os.path.samestat(held, there):
+        mine, there = os.fstat(held.fd), self.dir.lstat(name)
+        if stat.S_ISREG(mine.st_mode) and there is not None and os.path.samestat(mine, there):
             return True
-        lock.release()
-        if stat.S_ISREG(held.st_mode) and (there is None or stat.S_ISREG(there.st_mode)):
+        held.release()
+        if stat.S_ISREG(mine.st_mode) and (there is None or stat.S_ISREG(there.st_mode)):
             return False
         raise StoreError(f"refusing lock file {self.dir.show(name)}: it is not a regular file")
 
@@ -142,14 +133,14 @@ class FileStore:
 
     def _maybe_free(self, key: JobKey, slots: int) -> bool:
         """Whether some slot looks free: a shared flock on a read-only descriptor, dropped at
-        once. Unlike a try through filelock (read-write), closing it is no close-after-write,
+        once. Unlike a try to lock (read-write), closing it is no close-after-write,
         so it wakes no waiter watching the directory (ourselves included). /proc/locks
         would tell too, but reading it took up to 15 ms while a holder was exiting."""
         for slot in range(slots):
             try:
                 fd = self.dir.open(self._name(key, slot, ".lock"), os.O_RDONLY)
             except OSError:
-                return True  # no lock file yet: free; anything else, filelock will say
+                return True  # no lock file yet: free; anything else, the try to lock will say
             try:
                 fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
                 return True
@@ -166,7 +157,7 @@ class FileStore:
                 watch.wait(names)
             return
         name = self._name(key, 0, ".lock")
-        # filelock only polls for a held lock (poll_interval); flock(LOCK_SH) on our own
+        # Polling for a held lock would cost CPU and latency; flock(LOCK_SH) on our own
         # descriptor sleeps in the kernel until the holder lets go, which costs no CPU and
         # wakes us at once. We drop it right away and race for the real lock.
         try:
@@ -233,7 +224,7 @@ class FileStore:
         # hold the lock nobody else writes it, so the inode says so without reading it.
         if held.record_inode is not None:
             self.dir.unlink(self._name(lease.key, lease.slot, ".rec"), held.record_inode)
-        held.lock.release()
+        held.release()
         while self._watches:
             self._watches.pop().close()
 
@@ -292,7 +283,7 @@ class FileStore:
                 if not dry_run:
                     self.dir.unlink(name)
             finally:
-                lease.handle.lock.release()
+                lease.handle.release()
         return removed
 
     def forget(self, key: JobKey, *, dry_run: bool) -> bool:
@@ -318,7 +309,7 @@ class FileStore:
             return True
         finally:
             for lease in taken:
-                lease.handle.lock.release()
+                lease.handle.release()
 
     def _waiting(self, key: JobKey) -> bool:
         from singlerun.store.files import queue

@@ -13,7 +13,6 @@ from __future__ import annotations
 import errno
 import fcntl
 import os
-import secrets
 from dataclasses import dataclass
 
 from singlerun.record import MAX_SIZE, Record, encode, parse
@@ -55,7 +54,7 @@ def join(dir_fd: int, me: Record, mode: int) -> Ticket:
     fcntl.flock(dir_fd, fcntl.LOCK_EX)  # held for a few syscalls only
     try:
         name = _launch_order()
-        tmp = f"tmp-{secrets.token_hex(8)}"  # unpredictable: nothing can be planted there
+        tmp = f"tmp-{os.urandom(8).hex()}"  # unpredictable: nothing can be planted there
         fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL | _OPEN_FLAGS, 0o600, dir_fd=dir_fd)
         try:
             os.fchmod(fd, mode)  # the lock directory's file mode, whatever the umask
