@@ -52,10 +52,18 @@ def _has_tables(db: sqlite3.Connection) -> bool:
     return bool(found[0] == 3)
 
 
+BACKFILL_MAX = 1_000_000  # runs: filling the tables from more could outlast ledger.BOUND
+
+
 def install(db: sqlite3.Connection) -> None:
     """Make the tables and the trigger (a writing connection in autocommit mode), and fill
-    them from the runs of a ledger that had none, in one transaction."""
+    them from the runs of a ledger that had none, in one transaction. A ledger of more than
+    BACKFILL_MAX runs (--history-size above it, from an older singlerun) is left without
+    them, and its readers scan: the fill would not fit in a fold's time bound."""
     if _has_tables(db):
+        return
+    low, high = db.execute("SELECT MIN(rowid), MAX(rowid) FROM runs").fetchone()
+    if low is not None and high - low > BACKFILL_MAX:
         return
     db.execute("BEGIN IMMEDIATE")
     try:
