@@ -71,7 +71,11 @@ def test_password_is_never_shown(rr, redis_server, prefix):
 
 
 def test_bad_urls_are_usage_errors_and_unreachable_is_125(rr, redis_server):
-    for url in ("redis://", "foo://x", "redis://h:notaport/0", "redis://h/x", "unix://"):
+    bad = ("redis://", "foo://x", "redis://h:notaport/0", "redis://h/x", "unix://")
+    # Issue 18: port 0 silently meant 6379; the others were internal errors.
+    bad += ("redis://127.0.0.1:0/0", "redis://h/²", f"redis://{'a' * 70}:6379/0")
+    bad += ("redis://h/99999999999999999999",)
+    for url in bad:
         r = rr.run("-n", "u", "--", "true", env={"SINGLERUN_BACKEND": url})
         assert r.returncode == 2 and r.stderr.startswith("singlerun: "), (url, r.stderr)
         assert r.stderr.count("\n") == 1

@@ -105,9 +105,18 @@ def test_fencing_tokens_come_from_a_durable_sequence(rr, postgres_server):
 
 def test_urls_passwords_and_unreachable_servers(rr, postgres_server, ns):
     here = f"postgresql://127.0.0.1:{postgres_server.port}/postgres"
-    for bad in ("postgresql://h:notaport/db", f"{here}?schema=Bad-Name", f"{here}?nosuch=1"):
-        r = rr.run("-n", "k", "--", "true", env={"SINGLERUN_BACKEND": bad})
-        assert r.returncode == 2 and r.stderr.startswith("singlerun: invalid --backend URL")
+    bad = ["postgresql://h:notaport/db", f"{here}?schema=Bad-Name", f"{here}?nosuch=1"]
+    # Issue 18: libpq's own checks were 125; connect_timeout=0 waited forever; a schema
+    # that holds someone else's tables (public.version) was migrated into.
+    bad += [f"{here}?sslmode=bogus", f"{here}?port=abc", f"{here}?target_session_attrs=bogus"]
+    bad += [f"{here}?connect_timeout=0", f"{here}?schema=public", f"{here}?schema=pg_x"]
+    for url in bad:
+        r = rr.run("-n", "k", "--", "true", env={"SINGLERUN_BACKEND": url})
+        assert r.returncode == 2 and r.stderr.startswith("singlerun: invalid --backend URL"), (
+            url,
+            r.stderr,
+        )
+        assert r.stderr.count("\n") == 1
     secret = "s3cret-pw"
     port = free_port()  # nobody listens there
     url = f"postgresql://postgres:{secret}@127.0.0.1:{port}/postgres?connect_timeout=2"

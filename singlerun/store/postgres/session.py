@@ -57,7 +57,12 @@ class Session:
         except psycopg.ProgrammingError as exc:  # libpq rejected the URL's parameters
             raise UsageError(f"invalid --backend URL: {first_line(exc)}") from None
         except psycopg.Error as exc:
-            raise StoreError(f"cannot reach {self.location}: {first_line(exc)}") from None
+            why = first_line(exc)
+            # libpq checks option values (sslmode, port, target_session_attrs) before it
+            # connects; a bad one is the URL's fault, not the server's.
+            if why.startswith("connection is bad: invalid "):
+                raise UsageError(f"invalid --backend URL: {why.split(': ', 1)[1]}") from None
+            raise StoreError(f"cannot reach {self.location}: {why}") from None
         with self.errors("use"):
             for setting in ("tcp_keepalives_idle", "tcp_keepalives_interval"):
                 self.conn.execute(f"SET {setting} = {beat}")

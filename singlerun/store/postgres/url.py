@@ -22,6 +22,8 @@ SCHEMES = ("postgresql", "postgres")
 DEFAULT_SCHEMA = "singlerun"
 DEFAULT_CONNECT_TIMEOUT = "5"  # seconds, libpq's connect_timeout
 _IDENTIFIER = re.compile(r"[a-z_][a-z0-9_]{0,62}")
+# Schemas that hold someone else's tables: singlerun's migration would write into them.
+_NOT_OURS = ("public", "information_schema")
 
 
 @dataclass(frozen=True)
@@ -52,9 +54,16 @@ def parse(url: str) -> PostgresURL:
     schema = ours.get("schema", DEFAULT_SCHEMA)
     if not _IDENTIFIER.fullmatch(schema):
         raise _bad("schema must be a lower-case SQL identifier (letters, digits, _)")
+    if schema in _NOT_OURS or schema.startswith("pg_"):
+        raise _bad(f"schema {schema!r} is not singlerun's to create tables in: name its own")
     theirs = [(k, v) for k, v in params if k != "schema"]
-    if "connect_timeout" not in {k for k, _ in theirs}:
+    given = dict(theirs)
+    if "connect_timeout" not in given:
         theirs.append(("connect_timeout", DEFAULT_CONNECT_TIMEOUT))
+    elif not (given["connect_timeout"].isascii() and given["connect_timeout"].isdigit()) or (
+        int(given["connect_timeout"]) < 1
+    ):  # libpq reads 0 as "wait forever", which a black-holed server then makes true
+        raise _bad("connect_timeout must be a whole number of seconds, at least 1")
     conninfo = urlunsplit(parts._replace(query=urlencode(theirs)))
     user = f"{unquote(parts.username)}@" if parts.username else ""
     host = parts.hostname or dict(theirs).get("host", "")

@@ -20,6 +20,7 @@ from singlerun.errors import UsageError
 DEFAULT_PREFIX = "singlerun:"
 DEFAULT_CONNECT_TIMEOUT = 5.0
 SCHEMES = ("redis", "rediss", "unix")
+MAX_DB = 2**31 - 1  # Redis numbers its databases with a C int
 
 
 @dataclass(frozen=True)
@@ -59,6 +60,13 @@ def parse(url: str) -> RedisURL:
         raise _bad(url, f"unknown scheme {parts.scheme!r} (use {schemes})")
     if parts.scheme != "unix" and not parts.netloc:  # redis:/host:6379/0, a slash short
         raise _bad(url, f"no host: write {parts.scheme}://HOST[:PORT][/DB], with two slashes")
+    if port == 0:  # would quietly mean 6379, another server perhaps
+        raise _bad(url, "the port must be 1 to 65535")
+    if parts.hostname:
+        try:
+            parts.hostname.encode("idna")  # what the connection will do with it
+        except UnicodeError:
+            raise _bad(url, "bad host name: a label is empty or over 63 characters") from None
     query = parse_qs(parts.query, keep_blank_values=True)
     unknown = set(query) - {"prefix", "connect_timeout", "db"}
     if unknown:
@@ -67,8 +75,9 @@ def parse(url: str) -> RedisURL:
     db_text = one.get("db", "") if parts.scheme == "unix" else parts.path.lstrip("/")
     if parts.scheme != "unix" and "db" in one:
         raise _bad(url, "give the database number as the path (/N)")
-    if not (db_text or "0").isdigit():
-        raise _bad(url, f"the database must be a number, not {db_text!r}")
+    digits = db_text or "0"
+    if not (digits.isascii() and digits.isdigit()) or int(digits) > MAX_DB:
+        raise _bad(url, f"the database must be a number 0 to {MAX_DB}, not {db_text!r}")
     if parts.scheme == "unix":
         if not parts.path:
             raise _bad(url, "unix:// needs the socket's path")
