@@ -6,6 +6,7 @@ import stat
 import pytest
 
 from singlerun.keys import JobKey
+from tests.conftest import stop
 
 STEM = JobKey("default", "k").stem
 
@@ -200,3 +201,19 @@ def test_stop_signals_even_when_its_note_cannot_be_written(sr):
     r = sr.run("stop", "-n", "k", "--timeout", "10s")
     assert r.returncode == 0, r.stderr
     assert holder.wait(10) == 0  # the job got SIGTERM and exited by itself
+
+
+def test_the_directory_is_locked_while_a_key_is_held(sr):
+    """Issue 24: systemd-tmpfiles ages /tmp out after 10 days and skips a directory it
+    cannot lock; without a lock on it, an old lock file under a running job could go, and
+    a second instance then run."""
+    import subprocess
+
+    def cleaner_may_lock() -> bool:  # as systemd-tmpfiles asks: exclusive, not waiting
+        return subprocess.run(["flock", "-n", "-x", str(sr.lock_dir), "true"]).returncode == 0
+
+    assert cleaner_may_lock()
+    holder, _ = sr.start_holder("-n", "t")
+    assert not cleaner_may_lock()
+    stop(holder)
+    assert cleaner_may_lock()

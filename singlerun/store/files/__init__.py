@@ -182,6 +182,18 @@ class FileStore:
     def acquire(
         self, key: JobKey, me: Record, *, slots: int, wait: bool, deadline: float | None
     ) -> Lease:
+        lease = self._acquire(key, me, slots=slots, wait=wait, deadline=deadline)
+        # A shared flock on the directory while the key is held: systemd-tmpfiles (which
+        # ages /tmp out after 10 days on Fedora and RHEL, older versions honouring only a
+        # lock on the directory) skips a directory it cannot lock, so it cannot delete an
+        # old lock file under a running job. Never waited for: a cleaner holds it briefly.
+        with contextlib.suppress(OSError):
+            fcntl.flock(self.dir.fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        return lease
+
+    def _acquire(
+        self, key: JobKey, me: Record, *, slots: int, wait: bool, deadline: float | None
+    ) -> Lease:
         lease = self._try_any(key, slots, me.job_id)
         if lease is not None:
             return lease
@@ -225,6 +237,8 @@ class FileStore:
         if held.record_inode is not None:
             self.dir.unlink(self._name(lease.key, lease.slot, ".rec"), held.record_inode)
         held.release()
+        with contextlib.suppress(OSError):
+            fcntl.flock(self.dir.fd, fcntl.LOCK_UN)
         while self._watches:
             self._watches.pop().close()
 
