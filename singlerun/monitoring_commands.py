@@ -71,7 +71,7 @@ def check_cmd(
     import json
 
     from singlerun import monitor
-    from singlerun.errors import SinglerunError, StoreError
+    from singlerun.errors import SinglerunError
     from singlerun.keys import JobKey, KeyFilter
     from singlerun.store import open_store
 
@@ -84,7 +84,7 @@ def check_cmd(
             stats = store.key_stats(only)
         finally:
             store.close()
-    except StoreError as exc:
+    except SinglerunError as exc:  # unreadable store, bad URL: a plugin says UNKNOWN
         click.echo(f"SINGLERUN UNKNOWN - {exc.message}")
         raise SinglerunError(exc.message, monitor.UNKNOWN) from None
     by_key = {s.key: s for s in states if s.key is not None}

@@ -445,6 +445,8 @@ def test_check_is_unknown_when_the_store_cannot_be_read(sr, tmp_path):
     assert r.returncode == 3, r.stderr
     assert r.stdout.startswith("SINGLERUN UNKNOWN - refusing lock directory")
     assert r.stderr.startswith("singlerun: refusing lock directory")
+    r = sr.run("check", "--backend", "redis://h:0/0", "-n", "x", "--max-age", "1h")
+    assert r.returncode == 3 and r.stdout.startswith("SINGLERUN UNKNOWN - invalid --backend")
 
 
 @pytest.mark.parametrize("no_color", [None, "1"])
