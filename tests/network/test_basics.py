@@ -65,6 +65,10 @@ def test_password_is_never_shown(rr, redis_server, prefix):
         bad = {"SINGLERUN_BACKEND": redis_server.url(prefix), "REDISCLI_AUTH": "wrong"}
         r = rr.run("-n", "p2", "--", "true", env=bad)
         assert r.returncode == 125 and r.stderr.count("\n") == 1 and "wrong" not in r.stderr
+        assert r.stderr.startswith("singlerun: authentication failed for the default user on ")
+        nopw = {"SINGLERUN_BACKEND": redis_server.url(prefix)}  # issue 19: "HELLO must be…"
+        r = rr.run("status", env=nopw)
+        assert r.returncode == 125 and "authentication failed" in r.stderr, r.stderr
         stop(holder)
     finally:
         redis.Redis(port=redis_server.port, password="s3cret-pw").config_set("requirepass", "")

@@ -34,6 +34,9 @@ class _Held:
     value: str  # "JOB_ID FENCE": what the lease key holds while it is ours
 
 
+_AUTH_REPLIES = ("WRONGPASS", "NOAUTH", "NOPERM", "invalid username-password", "HELLO")
+
+
 def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
@@ -71,8 +74,20 @@ class RedisStore:
             retry=Retry(NoBackoff(), 0),
             client_name="singlerun",
         )
-        with self._errors("reach"):
+        try:
             self.client.ping()
+        except (redis.AuthenticationError, redis.ResponseError) as exc:
+            # WRONGPASS, NOAUTH and a server that wants HELLO: say what it is, never how.
+            text = str(exc)
+            if not isinstance(exc, redis.ResponseError) or text.startswith(_AUTH_REPLIES):
+                who = f"user {url.username}" if url.username else "the default user"
+                raise StoreError(
+                    f"authentication failed for {who} on {self.location} (check the "
+                    "password in the URL or REDISCLI_AUTH)"
+                ) from None
+            raise StoreError(f"cannot reach {self.location}: {exc}") from None
+        except self._redis_error as exc:
+            raise StoreError(f"cannot reach {self.location}: {exc}") from None
         self._scripts = {
             name: self.client.register_script(getattr(scripts, name)) for name in scripts.NAMES
         }
