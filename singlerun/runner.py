@@ -64,7 +64,10 @@ def _report_reclaimed(lease: Lease) -> None:
     else:
         from singlerun.render import stale_record
 
-        say(f"{lease.key}: reclaimed a stale lock: {stale_record(dead)} is gone")
+        # A lease says only that it expired: its singlerun may be dead, or frozen (its
+        # watchdog has killed the job), or cut off from the server.
+        why = "is gone" if lease.ttl is None else "let its lease expire"
+        say(f"{lease.key}: reclaimed a stale lock: {stale_record(dead)} {why}")
 
 
 def _conflict(cfg: RunConfig, busy: LockBusy, why: str = "") -> LockBusy:

@@ -61,6 +61,7 @@ def test_stale_lease_is_reported_reclaimed_and_cleaned(rr, redis_server, prefix)
     assert r.returncode == 0 and "would remove stale record of default/z: job " in r.stdout
     r = rr.run("-n", "z", "--", "true")
     assert r.returncode == 0 and "reclaimed a stale lock: job " in r.stderr
+    assert r.stderr.endswith(") let its lease expire\n"), r.stderr  # not "is gone": unknown
     outcomes = [row["outcome"] for row in json.loads(rr.run("history", "--json", "-n", "z").stdout)]
     assert sorted(outcomes) == ["lost", "ok"]
 
