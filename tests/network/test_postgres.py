@@ -156,3 +156,30 @@ def test_waiters_are_woken_at_once_without_polling(rr, slots):
     for h in holders:
         h.terminate()
         h.wait(10)
+
+
+def test_a_sql_ascii_database_works(rr, postgres_server, ns):
+    """Issue 19: initdb under LC_ALL=C makes SQL_ASCII databases, whose text psycopg hands
+    over as bytes; `status` of a held key was an internal error there."""
+    db = f"ascii_{ns}"
+    postgres_server.sql(
+        f"CREATE DATABASE {db} WITH ENCODING 'SQL_ASCII' LC_COLLATE 'C' LC_CTYPE 'C' "
+        "TEMPLATE template0"
+    )
+    url = f"postgresql://postgres@127.0.0.1:{postgres_server.port}/{db}?schema={ns}"
+    env = {"SINGLERUN_BACKEND": url}
+    holder = rr.start("-n", "é", "--", *JOB, env=env)
+    try:
+        assert holder.stdout.readline().strip() == "ready"
+        waiter = rr.start("-n", "é", "--wait", "--", "true", env=env)
+        wait_for(lambda: '"waiters": [\n      {' in rr.run("status", "--json", env=env).stdout,
+                 what="queued")  # fmt: skip
+        for args in (("status",), ("status", "--json"), ("metrics",), ("history", "--json")):
+            r = rr.run(*args, env=env)
+            assert r.returncode == 0 and r.stderr == "", (args, r.stderr)
+        (entry,) = json.loads(rr.run("status", "--json", env=env).stdout)
+        assert (entry["name"], entry["state"]) == ("é", "running")
+    finally:
+        holder.terminate()
+        holder.wait(10)
+    assert waiter.wait(10) == 0

@@ -48,6 +48,9 @@ class Session:
                 url.conninfo,
                 autocommit=True,
                 application_name="singlerun",
+                # Text as text on every server: a SQL_ASCII one (initdb under LC_ALL=C)
+                # would otherwise hand psycopg its text columns as bytes.
+                client_encoding="UTF8",
                 keepalives=1,
                 keepalives_idle=beat,
                 keepalives_interval=beat,
