@@ -117,6 +117,9 @@ def test_urls_passwords_and_unreachable_servers(rr, postgres_server, ns):
             r.stderr,
         )
         assert r.stderr.count("\n") == 1
+    # Issue 18: libpq quotes a bad %-escape, which may be in the password.
+    r = rr.run("status", env={"SINGLERUN_BACKEND": "postgresql://u:pa%ss@127.0.0.1:1/db"})
+    assert r.returncode == 2 and "pa%ss" not in r.stderr and "%25" in r.stderr, r.stderr
     secret = "s3cret-pw"
     port = free_port()  # nobody listens there
     url = f"postgresql://postgres:{secret}@127.0.0.1:{port}/postgres?connect_timeout=2"

@@ -58,7 +58,10 @@ class Session:
                 tcp_user_timeout=int(ttl * 1000),
             )
         except psycopg.ProgrammingError as exc:  # libpq rejected the URL's parameters
-            raise UsageError(f"invalid --backend URL: {first_line(exc)}") from None
+            why = first_line(exc)
+            if why.startswith("invalid percent-encoded token"):  # it quotes the token: a
+                why = "a % not followed by two hex digits (write % as %25)"  # password, perhaps
+            raise UsageError(f"invalid --backend URL: {why}") from None
         except psycopg.Error as exc:
             why = first_line(exc)
             # libpq checks option values (sslmode, port, target_session_attrs) before it
