@@ -137,7 +137,7 @@ def test_no_instant_of_a_job_without_its_watchdog(rr, server, proxy, ns, tmp_pat
     slow server makes the window wide; the job itself kills or freezes its singlerun the
     moment it runs, so the interleaving is the same on every run."""
     pidfile = tmp_path / "job.pid"
-    proxy.delay = 0.3
+    proxy.delay = 0.1
     env = {"SINGLERUN_BACKEND": server.url(ns, port=proxy.port)}
     job = f"echo $$ > {pidfile}; kill -{fault} $PPID; exec sleep 30"
     holder = rr.start("-n", "w", "--lease-ttl", "3s", "--", "sh", "-c", job, env=env)
