@@ -348,7 +348,22 @@ def _say(message: str) -> None:
         say(message)
 
 
+def _settle() -> None:
+    """The outcome is decided: a terminating signal that comes now (a run's handler raises
+    Interrupted from any line) must not cut the report short with a traceback."""
+    signals = sys.modules.get("singlerun.signals")  # loaded by a run only
+    if signals is not None:
+        signals.settle()
+
+
 def main(argv: list[str] | None = None) -> int:
+    try:
+        return _main(argv)
+    except SinglerunError as exc:  # Interrupted, in the instant before _settle() took hold
+        return exc.exit_code
+
+
+def _main(argv: list[str] | None) -> int:
     try:
         result = cli.main(args=argv, prog_name="singlerun", standalone_mode=False)
     except click.exceptions.Exit as exc:
@@ -356,15 +371,19 @@ def main(argv: list[str] | None = None) -> int:
     except click.exceptions.Abort:
         return ExitCode.SIGNAL_BASE + signal.SIGINT
     except click.ClickException as exc:
+        _settle()
         _say(" ".join(exc.format_message().split()))
         return ExitCode.USAGE
     except SinglerunError as exc:
+        _settle()
         _say(exc.message)
         return exc.exit_code
     except Exception as exc:  # never a traceback (SPEC §7): one line, exit 125
+        _settle()
         detail = f": {exc}" if str(exc) else ""
         _say(f"internal error: {type(exc).__name__}{detail}")
         return ExitCode.INTERNAL
+    _settle()
     return result if isinstance(result, int) else 0
 
 

@@ -53,7 +53,9 @@ die_of: int | None = None
 def _interrupt(signum: int, _frame: object) -> None:
     global die_of
     _interrupted.append(signum)
-    if len(_interrupted) == 1 and signum in DIE_OF:
+    if len(_interrupted) > 1:
+        return  # the first one is already unwinding: another must not interrupt that
+    if signum in DIE_OF:
         die_of = signum
     raise Interrupted(signum)  # breaks a sleeping flock() out of the wait
 
@@ -82,6 +84,13 @@ def checkpoint() -> None:
 def job_ended_by(signum: int | None) -> None:
     global die_of
     die_of = signum if signum in DIE_OF else None
+
+
+def settle() -> None:
+    """The run's outcome is decided (a conflict is being reported, say): block the
+    terminating signals, so that one arriving now neither interrupts the report with a
+    traceback nor changes the exit status (as during release, phase 4)."""
+    signal.pthread_sigmask(signal.SIG_BLOCK, [s for s in FORWARDED if s != signal.SIGWINCH])
 
 
 def block_job_signals() -> set[int | signal.Signals]:
