@@ -1,0 +1,25 @@
+"""The repository holds source, not downloads: no package archives or other binaries."""
+
+import subprocess
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _tracked() -> list[str]:
+    r = subprocess.run(["git", "ls-files", "-z"], cwd=ROOT, capture_output=True)
+    if r.returncode != 0:
+        pytest.skip("not a git checkout")
+    return [name for name in r.stdout.decode().split("\0") if name]
+
+
+def test_no_binary_files_are_tracked():
+    def binary(name: str) -> bool:
+        if name.endswith((".whl", ".tar.gz", ".zip", ".egg")):
+            return True
+        path = ROOT / name
+        return path.is_file() and b"\0" in path.read_bytes()[:8192]
+
+    assert [name for name in _tracked() if binary(name)] == []
