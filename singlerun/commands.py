@@ -18,7 +18,7 @@ from singlerun.options import (
 
 if TYPE_CHECKING:
     from singlerun.keys import KeyFilter
-    from singlerun.store.protocol import Store
+    from singlerun.store.protocol import KeyState, Store
 
 
 def _store(lock_dir: str | None, backend: str | None, *, read_only: bool = False) -> Store:
@@ -204,7 +204,7 @@ def clean_cmd(
 
 
 def _forget_idle(
-    store: Store, states: list[Any], only: KeyFilter, idle: float, dry_run: bool
+    store: Store, states: list[KeyState], only: KeyFilter, idle: float, dry_run: bool
 ) -> None:
     """`clean --idle`: keys with no holder and no waiter whose last run (if any) ended
     before `idle` seconds ago. The store re-checks each under its own lock."""

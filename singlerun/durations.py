@@ -24,6 +24,9 @@ def parse_duration(text: str) -> float:
     return total
 
 
+MAX_DURATION = 366 * 86400.0  # a year: longer ones would overflow the kernel's timers
+
+
 def format_age(seconds: float) -> str:
     """Compact age: 45s, 3m12s, 2h05m, 3d4h."""
     s = max(0, int(seconds))

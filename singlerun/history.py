@@ -75,38 +75,6 @@ class Run:
         return [str(a) for a in argv] if isinstance(argv, list) else []
 
 
-@dataclass
-class KeyStats:
-    """What monitoring asks of one key's history (`check`, `metrics`)."""
-
-    last: Run | None = None  # the newest finished run
-    last_success: Run | None = None  # the newest with outcome ok
-    outcomes: dict[str, int] | None = None  # runs by outcome, as far as the history goes
-
-    def add(self, run: Run) -> None:
-        """Count `run` in (any order)."""
-        if self.last is None or (run.started_at, run.job_id) > (
-            self.last.started_at,
-            self.last.job_id,
-        ):
-            self.last = run
-        if run.outcome == "ok" and (
-            self.last_success is None or run.started_at > self.last_success.started_at
-        ):
-            self.last_success = run
-        self.outcomes = self.outcomes or {}
-        self.outcomes[run.outcome] = self.outcomes.get(run.outcome, 0) + 1
-
-
-def stats_of(runs: list[Run]) -> dict[tuple[str, str], KeyStats]:
-    """Each key's KeyStats, from its runs (the network stores; the lock directory's ledger
-    counts in SQL)."""
-    stats: dict[tuple[str, str], KeyStats] = {}
-    for run in runs:
-        stats.setdefault((run.group, run.name), KeyStats()).add(run)
-    return stats
-
-
 def journal_line(run: Run) -> bytes:
     """A run as one line of JSON (the journal's, and the Redis stream's, format)."""
     return dumps(astuple(run)).encode() + b"\n"
@@ -129,17 +97,17 @@ def parse_journal(data: bytes) -> list[Run]:
     return runs
 
 
-def _lock_shared(fd: int, wait: float = 3.0) -> None:
-    """A shared flock within `wait` seconds: a fold holds the exclusive one for milliseconds,
-    and whoever holds it longer (another member of a shared directory) must not keep a
-    finishing run from exiting."""
+def lock_within(fd: int, operation: int, wait: float = 3.0) -> None:
+    """flock(fd, operation) within `wait` seconds, else OSError: a fold holds the journal's
+    exclusive lock for milliseconds, and whoever holds it longer (another member of a shared
+    directory) must keep neither a finishing run nor `clean` waiting."""
     import time
 
     deadline = time.monotonic() + wait
     pause = 0.001
     while True:
         try:
-            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            fcntl.flock(fd, operation | fcntl.LOCK_NB)
             return
         except BlockingIOError:
             if time.monotonic() + pause > deadline:
@@ -156,7 +124,7 @@ def append(lock_dir: LockDir, runs: tuple[Run, ...], keep: int = KEEP) -> None:
         try:
             if not stat.S_ISREG(os.fstat(fd).st_mode):  # a planted FIFO or device
                 raise OSError(errno.EINVAL, "not a regular file")
-            _lock_shared(fd)  # a fold (LOCK_EX) reads and empties it
+            lock_within(fd, fcntl.LOCK_SH)  # a fold (LOCK_EX) reads and empties it
             if os.write(fd, data) != len(data):
                 raise OSError(errno.EFBIG, os.strerror(errno.EFBIG))  # a file size limit
             size = os.fstat(fd).st_size

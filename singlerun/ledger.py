@@ -23,8 +23,9 @@ from dataclasses import astuple, fields
 
 from singlerun import ledgerstats
 from singlerun.errors import StoreError
-from singlerun.history import JOURNAL, KEEP, KeyStats, Run, journal_line, parse_journal
+from singlerun.history import JOURNAL, KEEP, Run, journal_line, lock_within, parse_journal
 from singlerun.lockdir import LockDir
+from singlerun.monitor import KeyStats
 
 FILE_NAME = "history.db"
 BOUND = 3.0  # seconds: plenty for ms-long inserts and reads; a wedged ledger costs this
@@ -105,7 +106,10 @@ class Ledger:
             raise self.dir.error("rewrite the run history", JOURNAL, exc) from None
         try:
             if fd is not None:
-                fcntl.flock(fd, fcntl.LOCK_EX)  # appends wait (a bounded wait: history.py)
+                try:
+                    lock_within(fd, fcntl.LOCK_EX)  # appends wait meanwhile
+                except OSError as exc:
+                    raise self.dir.error("rewrite the run history", JOURNAL, exc) from None
                 with os.fdopen(os.dup(fd), "rb") as f:
                     kept = [
                         r for r in parse_journal(f.read()) if (r.group, r.name) != (group, name)
@@ -267,8 +271,8 @@ class Ledger:
         return last
 
     def stats(self, group: str | None, name: str | None) -> dict[tuple[str, str], KeyStats]:
-        """Each key's KeyStats, counted by SQLite (a million rows in well under a second)
-        and merged with the journal's rows."""
+        """Each key's KeyStats, as the ledger keeps them (ledgerstats.py), merged with the
+        journal's rows."""
         where, args = "", []
         for column, value in (('"group"', group), ("name", name)):
             if value is not None:

@@ -14,7 +14,8 @@ from __future__ import annotations
 import sqlite3
 from dataclasses import fields
 
-from singlerun.history import KeyStats, Run
+from singlerun.history import Run
+from singlerun.monitor import KeyStats
 
 _NAMES = [f.name for f in fields(Run)]
 _COLUMNS = ", ".join(f'"{n}"' for n in _NAMES)

@@ -9,8 +9,8 @@ import os
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from singlerun.history import KeyStats
     from singlerun.keys import KeyFilter
+    from singlerun.monitor import KeyStats
     from singlerun.store.protocol import KeyState, Store
 
 TEXTFILE = "singlerun.prom"  # the file --textfile-dir writes

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from singlerun.durations import parse_duration
+from singlerun.durations import MAX_DURATION, parse_duration
 
 Decorator = Callable[[Any], Any]
 
@@ -17,9 +17,6 @@ if TYPE_CHECKING:  # click 8.5 made ParamType generic; older versions cannot sub
     _IntType = click.ParamType[int, Any]
 else:
     _FloatType = _IntType = click.ParamType
-
-
-MAX_DURATION = 366 * 86400.0  # a year: longer ones would overflow the kernel's timers
 
 
 class Duration(_FloatType):

@@ -189,7 +189,7 @@ def stop_runs(
     routed = store.reaches_other_hosts
     local = [o for o in outcomes if o.record.host == host() and not routed]
     remote = [o for o in outcomes if o not in local]
-    if not store.reaches_other_hosts:  # nobody there would read the request: say so now
+    if not routed:  # a lock directory: nobody there would read the request, say so now
         for o in remote:
             o.error = Unverifiable(
                 f"job {o.record.job_id} runs on host {o.record.host}, and a lock directory's "

@@ -8,14 +8,14 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
-    from singlerun.history import KeyStats, Run
+    from singlerun.history import Run
     from singlerun.keys import JobKey, KeyFilter
+    from singlerun.monitor import KeyStats
     from singlerun.record import Record
     from singlerun.store import Lease
 
 
 REASONS = ("stopped", "replaced")  # what `stop` and `--replace` write
-MAX_KILL_AFTER = 366 * 86400.0  # options.MAX_DURATION: the longest --kill-after
 
 
 @dataclass(frozen=True)
@@ -39,6 +39,8 @@ class StopRequest:
         import math
         import signal as signals
 
+        from singlerun.durations import MAX_DURATION  # the longest --kill-after
+
         if not isinstance(data, bytes | str) or len(data) > 1024:
             return None
         text = data.decode(errors="replace") if isinstance(data, bytes) else data
@@ -52,7 +54,7 @@ class StopRequest:
         except ValueError:
             return None
         valid = sig == 0 or sig in signals.valid_signals()
-        if not valid or not math.isfinite(kill_after) or not 0 <= kill_after <= MAX_KILL_AFTER:
+        if not valid or not math.isfinite(kill_after) or not 0 <= kill_after <= MAX_DURATION:
             return None
         return cls(parts[0], parts[1], sig, kill_after)
 

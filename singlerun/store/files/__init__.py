@@ -24,8 +24,9 @@ from singlerun.signals import alarm_at
 from singlerun.store import Lease, Reclaimed
 
 if TYPE_CHECKING:
-    from singlerun.history import KeyStats, Run
+    from singlerun.history import Run
     from singlerun.ledger import Ledger
+    from singlerun.monitor import KeyStats
     from singlerun.store.files.inotify import CloseWatch
     from singlerun.store.protocol import KeyState, Renewal
 
@@ -331,7 +332,7 @@ class FileStore:
         try:
             qfd = os.open(
                 self._name(key, 0, ".queue"),
-                os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW,
+                os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC,
                 dir_fd=self.dir.fd,
             )
         except FileNotFoundError:

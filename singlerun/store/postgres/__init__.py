@@ -26,7 +26,8 @@ from singlerun.store.postgres.url import PostgresURL
 from singlerun.store.protocol import KeyState, Renewal, StopRequest
 
 if TYPE_CHECKING:
-    from singlerun.history import KeyStats, Run
+    from singlerun.history import Run
+    from singlerun.monitor import KeyStats
 
 _TRIM_EVERY = 100  # runs between two trims of the history
 
@@ -330,7 +331,7 @@ class PostgresStore:
         )  # fmt: skip
 
     def key_stats(self, only: KeyFilter) -> dict[tuple[str, str], KeyStats]:
-        from singlerun.history import stats_of
+        from singlerun.monitor import stats_of
 
         return stats_of(self.runs(only, None))
 

@@ -26,7 +26,8 @@ from singlerun.store.redis import scripts
 from singlerun.store.redis.url import RedisURL
 
 if TYPE_CHECKING:
-    from singlerun.history import KeyStats, Run
+    from singlerun.history import Run
+    from singlerun.monitor import KeyStats
 
 
 @dataclass
@@ -318,7 +319,7 @@ class RedisStore:
         return found if limit is None else found[:limit]
 
     def key_stats(self, only: KeyFilter) -> dict[tuple[str, str], KeyStats]:
-        from singlerun.history import stats_of
+        from singlerun.monitor import stats_of
 
         return stats_of(self.runs(only, None))
 
