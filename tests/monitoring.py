@@ -14,7 +14,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from singlerun.history import Run
 from singlerun.store import open_store
-from tests.conftest import Singlerun, stop
+from tests.conftest import Singlerun, stop, wait_for
 
 HOUR = 3600.0
 
@@ -66,8 +66,9 @@ def check_monitoring(sr: Singlerun, textfile_dir: Path) -> None:
         )
         code, line = _check(sr, "-n", "old", "--max-age", "24h")
         assert code == 2, line
-        time.sleep(1.2)  # the holder has now run for more than 1 s
-        code, line = _check(sr, "-n", "long", "--max-age", "26h", "--max-duration", "1s")
+        past_1s = ("-n", "long", "--max-age", "26h", "--max-duration", "1s")
+        wait_for(lambda: _check(sr, *past_1s)[0] == 2, what="the holder past 1 s")
+        code, line = _check(sr, *past_1s)
         assert code == 2 and "default/long: running for" in line, line
         code, line = _check(sr, "-n", "long", "--max-age", "26h", "--warn-duration", "1s")
         assert code == 1, line
