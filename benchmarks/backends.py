@@ -7,7 +7,7 @@
 4. Waiter CPU over a long wait (goal ≤ 0.1 s over 30 s).
 5. 50 launchers at once on one key: time until all are decided.
 A redis-server and a PostgreSQL cluster of its own run on free loopback ports (the test
-suite's servers, tests/network/servers.py).
+suite's servers, testbed/servers.py).
 Usage: backends.py [ROUNDS] [--quick]   (--quick: small and short, as the test suite runs it)
 """
 
@@ -106,8 +106,8 @@ def launchers(env: dict[str, str], n: int) -> tuple[float, int, int]:
 
 
 def main() -> None:
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the test suite's servers
-    from tests.network.servers import PostgresServer, RedisServer
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # testbed: real servers
+    from testbed.servers import PostgresServer, RedisServer
 
     quick = "--quick" in sys.argv
     args = [a for a in sys.argv[1:] if a != "--quick"]

@@ -3,7 +3,7 @@
 The lock directory: 10,000 keys with 100 runs each (a million ledger rows; goal: each under
 one second). The network stores, whose history is a bounded stream or table that singlerun
 reads whole and counts itself: 1,000 keys with 10 runs each, on a redis-server and a
-PostgreSQL cluster of their own (the test suite's servers, tests/network/servers.py).
+PostgreSQL cluster of their own (the test suite's servers, testbed/servers.py).
 Beside them, `python3 -c pass` and `flock -n f true`, measured in the same run.
 Usage: monitoring.py [--quick]   (--quick: 200 keys with 5 runs, as the test suite runs it)
 """
@@ -21,9 +21,9 @@ from pathlib import Path
 
 from singlerun.history import Run
 from singlerun.keys import JobKey, KeyFilter
-from singlerun.ledger import Ledger
-from singlerun.lockdir import LockDir
 from singlerun.store import open_store
+from singlerun.store.files.ledger import Ledger
+from singlerun.store.files.lockdir import LockDir
 
 BIN = Path(sys.executable).with_name("singlerun")
 COMMANDS = {
@@ -130,8 +130,8 @@ _RUNNING: list[object] = []
 
 def _servers(tmp: Path) -> dict[str, str]:
     """A redis-server and a PostgreSQL cluster of their own, if this machine has them."""
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the test suite's servers
-    from tests.network.servers import INITDB, PG_CTL, REDIS_SERVER, PostgresServer, RedisServer
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # testbed: real servers
+    from testbed.servers import INITDB, PG_CTL, REDIS_SERVER, PostgresServer, RedisServer
 
     urls = {}
     if REDIS_SERVER is not None:

@@ -23,8 +23,8 @@ import psutil
 
 from singlerun.history import Run
 from singlerun.keys import JobKey
-from singlerun.ledger import Ledger
-from singlerun.lockdir import LockDir
+from singlerun.store.files.ledger import Ledger
+from singlerun.store.files.lockdir import LockDir
 
 BIN = Path(sys.executable).with_name("singlerun")
 STAMP = "date +%s%N > {}"

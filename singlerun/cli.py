@@ -12,6 +12,7 @@ from typing import Any
 import click
 
 from singlerun import __version__, say
+from singlerun.cligroup import OPERATOR_COMMANDS, RunCommand, SinglerunGroup
 from singlerun.errors import SinglerunError, SpawnError, UsageError
 from singlerun.exitcodes import ExitCode
 from singlerun.history import KEEP
@@ -51,6 +52,8 @@ taken (--conflict-exit-code); 124 --max-runtime reached; 125 singlerun failed (l
 directory, backend unreachable, lease lost); 126 command not executable; 127 command not
 found; 2 usage error (also an empty --backend). After the job's SIGINT or SIGQUIT,
 singlerun dies of it too.
+\b
+SINGLERUN_DEBUG=1: after an "internal error" (a bug), print the traceback too.
 """
 
 
@@ -60,80 +63,6 @@ INHERITED_ENVVARS = {
     "SINGLERUN_QUIET",
     "SINGLERUN_VERBOSE",
 }
-
-# The operator's subcommands live in commands.py, imported only when one is asked for:
-# a run (the common case, started by cron in storms) does not pay for building them.
-OPERATOR_COMMANDS = ("status", "stop", "clean", "history", "check", "metrics")
-
-
-STORE_OPTIONS = ("--lock-dir", "--backend")  # also accepted before a subcommand's name
-
-
-def _store_options_first(args: list[str], names: list[str]) -> list[str]:
-    """`singlerun --backend URL status` as `singlerun status --backend URL` (the order of
-    `git -C DIR status`): store options given before a subcommand's name go to it. Without
-    a subcommand name after them, the arguments are left as they are (a run)."""
-    i = 0
-    while i < len(args):
-        name = args[i].split("=", 1)[0]
-        if name not in STORE_OPTIONS:
-            break
-        i += 1 if "=" in args[i] else 2
-    if 0 < i < len(args) and args[i] in names:
-        return [args[i], *args[:i], *args[i + 1 :]]
-    return args
-
-
-class SinglerunGroup(click.Group):
-    """`singlerun [OPTIONS] COMMAND...` means `singlerun run [OPTIONS] COMMAND...`."""
-
-    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
-        completing = ctx.resilient_parsing and not args  # shell completion of a subcommand
-        names = [*self.list_commands(ctx), "--version"]
-        args = _store_options_first(args, names)
-        if not completing and (not args or args[0] not in names):
-            args = ["run", *args]
-        return super().parse_args(ctx, args)
-
-    def list_commands(self, ctx: click.Context) -> list[str]:
-        return sorted({*self.commands, *OPERATOR_COMMANDS})
-
-    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
-        if cmd_name in OPERATOR_COMMANDS and cmd_name not in self.commands:
-            from singlerun.commands import COMMANDS
-            from singlerun.monitoring_commands import COMMANDS as MONITORING
-
-            for command in (*COMMANDS, *MONITORING):
-                self.add_command(command)
-        return super().get_command(ctx, cmd_name)
-
-
-class RunCommand(click.Command):
-    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
-        return super().parse_args(ctx, self._long_forms(args))
-
-    def _long_forms(self, args: list[str]) -> list[str]:
-        """`-n x` as `--name x`: click tries every short option as a long one first, and the
-        miss builds a "did you mean" list with difflib (~0.5 ms a run). Only whole, known
-        short options before the command are rewritten; anything else is left to click."""
-        options = [p for p in self.params if isinstance(p, click.Option)]
-        takes_value = {o: not p.is_flag for p in options for o in p.opts}
-        long_of = {o: p.opts[-1] for p in options for o in p.opts if len(o) == 2 < len(p.opts[-1])}
-        out, i = list(args), 0
-        while i < len(out) and out[i].startswith("-") and out[i] not in ("-", "--"):
-            name = out[i].split("=", 1)[0] if out[i].startswith("--") else out[i]
-            if name not in takes_value:
-                break  # combined (-qv), attached (-nx) or unknown: click's to parse
-            if name in long_of:
-                out[i] = long_of[name]
-            i += 2 if takes_value[name] and "=" not in out[i] else 1
-        return out
-
-    def format_usage(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
-        formatter.write_usage("singlerun", "[OPTIONS] [--] COMMAND [ARG]...")
-        formatter.write_usage(
-            "singlerun", "run|status|stop|clean|history|check|metrics [OPTIONS] ...", "   or: "
-        )
 
 
 @click.group(cls=SinglerunGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -250,32 +179,7 @@ def cli() -> None:
 @option("-q", "--quiet", is_flag=True, help="No conflict message, no stale-lock warning.")
 @option("-v", "--verbose", is_flag=True, help="Say what singlerun does.")
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
-def run_cmd(
-    command: tuple[str, ...],
-    name: str | None,
-    group: str,
-    wait: bool,
-    wait_timeout: float | None,
-    conflict_exit_code: int,
-    replace: bool,
-    max_concurrent: int,
-    max_runtime: float | None,
-    signal: int,
-    kill_after: float,
-    retry: int,
-    retry_delay: float,
-    retry_max_delay: float,
-    respawn: bool,
-    close: bool,
-    lock_dir: str | None,
-    backend: str | None,
-    lease_ttl: float,
-    on_lease_lost: str,
-    history_size: int,
-    textfile_dir: str | None,
-    quiet: bool,
-    verbose: bool,
-) -> int:
+def run_cmd(command: tuple[str, ...], **opts: Any) -> int:
     """Run COMMAND unless another instance of its job is running.
 
     The key (GROUP, NAME) is locked for as long as COMMAND runs; a second
@@ -283,39 +187,17 @@ def run_cmd(
     """
     # Imported here, not at the top: --help, --version and usage errors need none of it.
     from singlerun import runner
-    from singlerun.keys import JobKey
+    from singlerun.runconfig import RunConfig
 
     if not command:
         raise UsageError("no command given (see singlerun --help)")
     argv = list(command)
-    key = JobKey.make(group, name) if name is not None else JobKey.for_command(group, argv)
-    # The job does not inherit this run's key and per-run options (SPEC §2): a singlerun
-    # inside it is configured by its own arguments. Store and output options are kept.
+    # The job does not inherit this run's key and per-run options (docs/CONTRACT.md §2): a
+    # singlerun inside it is configured by its own arguments. Store and output options are
+    # kept.
     params = click.get_current_context().command.params
     per_run = {p.envvar for p in params if isinstance(p.envvar, str)} - INHERITED_ENVVARS
-    cfg = runner.RunConfig(
-        command=argv,
-        key=key,
-        lock_dir=lock_dir,
-        backend=backend,
-        lease_ttl=lease_ttl,
-        keep_running_without_lease=on_lease_lost == "continue",
-        scrubbed=frozenset(per_run),
-        retry=_retry_policy(retry, retry_delay, retry_max_delay, respawn),
-        wait=wait or wait_timeout is not None,
-        wait_timeout=wait_timeout,
-        conflict_exit_code=conflict_exit_code,
-        close=close,
-        quiet=quiet,
-        verbose=verbose,
-        replace=replace,
-        max_concurrent=max_concurrent,
-        max_runtime=max_runtime,
-        signal=signal,
-        kill_after=kill_after,
-        history_size=history_size,
-        textfile_dir=textfile_dir,
-    )
+    cfg = RunConfig.from_options(argv, frozenset(per_run), **opts)
     try:
         return runner.run(cfg)
     except SpawnError as exc:
@@ -332,14 +214,6 @@ def _subcommand_hint(program: str) -> str | None:
         return None
     close = difflib.get_close_matches(program, ["run", *OPERATOR_COMMANDS], n=1, cutoff=0.6)
     return f"singlerun {close[0]}" if close else None
-
-
-def _retry_policy(retries: int, delay: float, max_delay: float, respawn: bool) -> Any:
-    if not retries and not respawn:
-        return None
-    from singlerun.attempts import Policy  # lazy: most runs have one attempt
-
-    return Policy(retries, respawn, delay, max(delay, max_delay))
 
 
 def _say(message: str) -> None:
@@ -378,10 +252,18 @@ def _main(argv: list[str] | None) -> int:
         _settle()
         _say(exc.message)
         return exc.exit_code
-    except Exception as exc:  # never a traceback (SPEC §7): one line, exit 125
+    except Exception as exc:  # a bug: one line, exit 125 (docs/CONTRACT.md §7)
         _settle()
         detail = f": {exc}" if str(exc) else ""
-        _say(f"internal error: {type(exc).__name__}{detail}")
+        if os.environ.get("SINGLERUN_DEBUG", "") not in ("", "0"):
+            import traceback
+
+            sys.stdout.flush()
+            traceback.print_exc()
+            hint = "the traceback is above; please include it in a bug report"
+        else:
+            hint = "SINGLERUN_DEBUG=1 prints the traceback, for a bug report"
+        _say(f"internal error: {type(exc).__name__}{detail} ({hint})")
         return ExitCode.INTERNAL
     _settle()
     return result if isinstance(result, int) else 0

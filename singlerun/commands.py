@@ -71,14 +71,14 @@ def status_cmd(
     from singlerun import render, status
 
     only = _only(group, name)
-    store = _store(lock_dir, backend, read_only=True)
-    recent = None if show_all else status.RECENT
-    entries = status.gather(store.inspect(), _last_runs(store), only, recent=recent)
-    click.echo(json.dumps(entries, indent=2) if as_json else render.status(entries), nl=as_json)
-    if only.key is None:
-        return ExitCode.OK
-    codes = {"running": ExitCode.OK, "stale": ExitCode.STALE}
-    return codes.get(entries[0]["state"], ExitCode.NOT_RUNNING)
+    with _store(lock_dir, backend, read_only=True) as store:
+        recent = None if show_all else status.RECENT
+        entries = status.gather(store.inspect(), _last_runs(store), only, recent=recent)
+        click.echo(json.dumps(entries, indent=2) if as_json else render.status(entries), nl=as_json)
+        if only.key is None:
+            return ExitCode.OK
+        codes = {"running": ExitCode.OK, "stale": ExitCode.STALE}
+        return codes.get(entries[0]["state"], ExitCode.NOT_RUNNING)
 
 
 def _last_runs(store: Store) -> dict[tuple[str, str], Any]:
@@ -132,26 +132,26 @@ def stop_cmd(
     from singlerun.stopping import stop_runs
 
     key = _only(group, name).key
-    store = _store(lock_dir, backend)
-    targets = [r for s in store.inspect() if s.key == key for r in s.holders if record_alive(r)]
-    if not targets:
-        say(f"{key} is not running")
-        return ExitCode.NOT_RUNNING
-    code = ExitCode.OK
-    outcomes = stop_runs(
-        store, targets, sig=signal, kill_after=kill_after, timeout=timeout, reason="stopped"
-    )
-    for o in outcomes:  # each reported; one that failed held none of the others up
-        if o.error is not None:
-            say(f"cannot stop {key}: {o.error.message}")
-            refused = isinstance(o.error, NotPermitted)
-            code = max(code, ExitCode.NOT_PERMITTED if refused else ExitCode.NOT_STOPPED)
-            continue
-        job = f"{key} (job {safe(o.record.job_id)}, pid {o.record.pid})"
-        click.echo(f"stopped {job}" if o.done else f"still running: {job}")
-        if not o.done:
-            code = max(code, ExitCode.NOT_STOPPED)
-    return code
+    with _store(lock_dir, backend) as store:
+        targets = [r for s in store.inspect() if s.key == key for r in s.holders if record_alive(r)]
+        if not targets:
+            say(f"{key} is not running")
+            return ExitCode.NOT_RUNNING
+        code = ExitCode.OK
+        outcomes = stop_runs(
+            store, targets, sig=signal, kill_after=kill_after, timeout=timeout, reason="stopped"
+        )
+        for o in outcomes:  # each reported; one that failed held none of the others up
+            if o.error is not None:
+                say(f"cannot stop {key}: {o.error.message}")
+                refused = isinstance(o.error, NotPermitted)
+                code = max(code, ExitCode.NOT_PERMITTED if refused else ExitCode.NOT_STOPPED)
+                continue
+            job = f"{key} (job {safe(o.record.job_id)}, pid {o.record.pid})"
+            click.echo(f"stopped {job}" if o.done else f"still running: {job}")
+            if not o.done:
+                code = max(code, ExitCode.NOT_STOPPED)
+        return code
 
 
 CLEAN_EPILOG = """\b
@@ -184,23 +184,23 @@ def clean_cmd(
     from singlerun.history import Run
 
     only = _only(group, None)
-    store = _store(lock_dir, backend)
-    lost = []
-    states = store.inspect()
-    for state in states:
-        if not state.stale or not only.matches(state.key):
-            continue
-        for record in store.clean(state, dry_run=dry_run):
-            what = "would remove" if dry_run else "removed"
-            whose = render.safe(state.key or state.stem)
-            click.echo(f"{what} stale record of {whose}: {render.stale_record(record)}")
-            if record is not None:
-                lost.append(Run.lost(record))
-    if lost and not dry_run:
-        store.add_runs(*lost)
-    if idle is not None:
-        _forget_idle(store, states, only, idle, dry_run)
-    return ExitCode.OK
+    with _store(lock_dir, backend) as store:
+        lost = []
+        states = store.inspect()
+        for state in states:
+            if not state.stale or not only.matches(state.key):
+                continue
+            for record in store.clean(state, dry_run=dry_run):
+                what = "would remove" if dry_run else "removed"
+                whose = render.safe(state.key or state.stem)
+                click.echo(f"{what} stale record of {whose}: {render.stale_record(record)}")
+                if record is not None:
+                    lost.append(Run.lost(record))
+        if lost and not dry_run:
+            store.add_runs(*lost)
+        if idle is not None:
+            _forget_idle(store, states, only, idle, dry_run)
+        return ExitCode.OK
 
 
 def _forget_idle(
@@ -268,33 +268,33 @@ def history_cmd(
     """List finished runs, newest first."""
     from singlerun import render, status
 
-    store = _store(lock_dir, backend, read_only=True)
-    if summary:
-        from singlerun import summary as summaries
+    with _store(lock_dir, backend, read_only=True) as store:
+        if summary:
+            from singlerun import summary as summaries
 
-        click.echo(summaries.render(store.runs(_only(group, name), None)), nl=False)
+            click.echo(summaries.render(store.runs(_only(group, name), None)), nl=False)
+            return ExitCode.OK
+        runs = store.runs(_only(group, name), limit)
+        if as_json:
+            import json
+
+            rows = [
+                {
+                    "group": r.group,
+                    "name": r.name,
+                    "host": r.host,
+                    "pid": r.pid,
+                    "command": r.argv,
+                    **status.last_run(r),
+                    "attempt": r.attempt,
+                    "run_id": r.run_id or r.job_id,
+                }
+                for r in runs
+            ]
+            click.echo(json.dumps(rows, indent=2))
+        else:
+            click.echo(render.history(runs), nl=False)
         return ExitCode.OK
-    runs = store.runs(_only(group, name), limit)
-    if as_json:
-        import json
-
-        rows = [
-            {
-                "group": r.group,
-                "name": r.name,
-                "host": r.host,
-                "pid": r.pid,
-                "command": r.argv,
-                **status.last_run(r),
-                "attempt": r.attempt,
-                "run_id": r.run_id or r.job_id,
-            }
-            for r in runs
-        ]
-        click.echo(json.dumps(rows, indent=2))
-    else:
-        click.echo(render.history(runs), nl=False)
-    return ExitCode.OK
 
 
 COMMANDS = (status_cmd, stop_cmd, clean_cmd, history_cmd)

@@ -2,13 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from singlerun.exitcodes import ExitCode
-
-if TYPE_CHECKING:
-    from singlerun.keys import JobKey
-    from singlerun.record import Record
 
 
 class SinglerunError(Exception):
@@ -37,21 +31,6 @@ class NotPermitted(SinglerunError):
     """A process of the job may not be signalled by us (another user's job)."""
 
     exit_code: int = ExitCode.NOT_PERMITTED
-
-
-class LockBusy(SinglerunError):
-    """The key is taken. The store says by whom; the runner words the message."""
-
-    exit_code: int = ExitCode.CONFLICT
-
-    def __init__(self, key: JobKey, holders: list[Record]) -> None:
-        super().__init__(f"{key} is already running")
-        self.key = key
-        self.holders = holders
-
-
-class WaitTimeout(LockBusy):
-    """--wait-timeout ran out before the key became free."""
 
 
 class Interrupted(SinglerunError):

@@ -1,4 +1,4 @@
-"""Every exit status singlerun can return besides the job's own (SPEC §7, §5)."""
+"""Every exit status singlerun can return besides the job's own (docs/CONTRACT.md §7, §5)."""
 
 from enum import IntEnum
 

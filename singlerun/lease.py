@@ -1,106 +1,93 @@
-"""Keeping a network lease while the job runs: the supervisor's ticker (supervise.Ticker).
+"""The lease vocabulary every store and the runner share: a grant (Lease), what a dead run
+left (Reclaimed), a renewal's answer (Renewal), a stop request (StopRequest) and the safety
+margin. The loop that keeps a lease alive while the job runs is ticker.py.
 
-Every tick renews the lease to its full TTL and picks up stop requests from other hosts.
-Each good renewal moves the watchdog's deadline to (the renewal's *send* time + TTL -
-margin), so the job is killed before the lease can expire on the server even if singlerun
-never runs again. A renewal the server refuses (the lease is gone or not ours), or none
-that succeeds before the deadline, is a lost lease: the job is stopped, or with
-`--on-lease-lost continue` it runs on with a warning and without a watchdog.
+A lease's clock starts when the grant is *asked for* (`Lease.granted`, taken before the
+request that starts the server's TTL), so the local deadline never falls after the
+server's expiry.
 """
 
 from __future__ import annotations
 
-import signal
-import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
-from singlerun import say
-from singlerun.store import Lease
-from singlerun.store.protocol import Store
-from singlerun.watchdog import Watchdog
-
-LOST = "lease lost"
+if TYPE_CHECKING:
+    from singlerun.keys import JobKey
+    from singlerun.record import Record
 
 
 @dataclass(frozen=True)
-class Stop:
-    """A ticker's verdict (supervise.Ticker): stop the job with `signal`, SIGKILL
-    `kill_after` later, because of `reason`."""
+class Reclaimed:
+    """What a dead run left behind: its record, or None if the record was unreadable."""
+
+    record: Record | None
+
+
+@dataclass
+class Lease:
+    key: JobKey
+    slot: int
+    token: str  # identifies this grant; a fencing token on network stores
+    ttl: float | None  # None: held by a kernel lock, nothing to renew
+    job_fd: int | None  # a descriptor the job may inherit to share the lock, if the store has one
+    reclaimed: Reclaimed | None
+    handle: Any  # store-private state
+    granted: float = 0.0  # monotonic time just before the grant was asked for (leases)
+
+
+REASONS = ("stopped", "replaced")  # what `stop` and `--replace` write
+
+
+@dataclass(frozen=True)
+class StopRequest:
+    """Left for a holder by `stop`/`--replace`: why, whom, and (for a holder on another host,
+    whose own singlerun acts on it) which signal, SIGKILL `kill_after` later; 0: none."""
 
     reason: str
-    signal: int = signal.SIGTERM
+    job_id: str
+    signal: int = 0
     kill_after: float = 10.0
+
+    def encode(self) -> str:
+        return f"{self.reason} {self.job_id} {self.signal} {self.kill_after!r}"
+
+    @classmethod
+    def parse(cls, data: object) -> StopRequest | None:
+        """None for anything a stopper does not write: a request is data from the store
+        (a server anyone with its password can write), and a signal number or delay it
+        names is acted on by the holder."""
+        import math
+        import signal as signals
+
+        from singlerun.durations import MAX_DURATION  # the longest --kill-after
+
+        if not isinstance(data, bytes | str) or len(data) > 1024:
+            return None
+        text = data.decode(errors="replace") if isinstance(data, bytes) else data
+        parts = text.split()
+        if len(parts) not in (2, 4) or parts[0] not in REASONS:
+            return None
+        if len(parts) == 2:  # written by the file store
+            return cls(parts[0], parts[1])
+        try:
+            sig, kill_after = int(parts[2]), float(parts[3])
+        except ValueError:
+            return None
+        valid = sig == 0 or sig in signals.valid_signals()
+        if not valid or not math.isfinite(kill_after) or not 0 <= kill_after <= MAX_DURATION:
+            return None
+        return cls(parts[0], parts[1], sig, kill_after)
+
+
+@dataclass(frozen=True)
+class Renewal:
+    held: bool | None  # still ours; False: lost; None: the store could not be asked
+    stop: StopRequest | None = None
+    sent: float | None = None  # monotonic time the answer was asked for, if not just now
 
 
 def margin(ttl: float) -> float:
     """How long before the server's expiry the job must be gone: a fifth of the TTL, at
     most 2 s (clock-rate drift between hosts and the kill itself)."""
     return min(ttl / 5, 2.0)
-
-
-class LeaseTicker:
-    def __init__(
-        self,
-        store: Store,
-        lease: Lease,
-        job_id: str,
-        *,
-        sig: int,
-        kill_after: float,
-        keep_running: bool,
-    ) -> None:
-        assert lease.ttl is not None
-        self.store, self.lease, self.job_id, self.ttl = store, lease, job_id, lease.ttl
-        self.sig, self.kill_after, self.keep_running = sig, kill_after, keep_running
-        # Renewals every third of the TTL, and at least every second so that a stop asked
-        # for from another host is acted on promptly.
-        self.interval = min(self.ttl / 3, 1.0)
-        self.deadline = lease.granted + self.ttl - margin(self.ttl)
-        self.watchdog: Watchdog | None = None
-        self.lost = False
-
-    def guard(self, pgid: int) -> None:
-        """The job's process group exists and is about to run: from now on it dies with the
-        lease (watchdog.py), or with `--on-lease-lost continue` only with singlerun."""
-        self.watchdog = Watchdog(pgid, None if self.keep_running else self.deadline)
-
-    def _lose(self, why: str) -> Stop | None:
-        self.lost = True
-        if self.keep_running:
-            self.disarm()
-            say(f"warning: {self.lease.key}: {why}; the job keeps running (--on-lease-lost)")
-            return None
-        return Stop(
-            LOST, self.sig, max(0.0, min(self.kill_after, self.deadline - time.monotonic()))
-        )
-
-    def tick(self) -> Stop | None:
-        if self.lost:
-            return None
-        sent = time.monotonic()
-        renewal = self.store.renew(self.lease)
-        asked = renewal.sent or sent
-        if renewal.held and asked < self.deadline:
-            self.deadline = asked + self.ttl - margin(self.ttl)
-            if self.watchdog is not None:
-                self.watchdog.extend(self.deadline)
-        elif renewal.held is False:
-            return self._lose(f"the lease on {self.store.location} was lost")
-        elif time.monotonic() >= self.deadline:
-            # Too late even if it is still held (a frozen singlerun, a PostgreSQL session
-            # that outlived it): the watchdog has already stopped the job.
-            return self._lose(f"the lease on {self.store.location} was not renewed in time")
-        stop = renewal.stop
-        if stop is not None and stop.signal and stop.job_id == self.job_id:
-            return Stop(stop.reason, stop.signal, stop.kill_after)
-        return None
-
-    def expired(self) -> bool:
-        """Lost, or past the deadline without a renewal (the watchdog may have killed the job
-        before a tick could notice)."""
-        return self.lost or time.monotonic() >= self.deadline
-
-    def disarm(self) -> None:
-        if self.watchdog is not None:
-            self.watchdog.disarm()
-            self.watchdog = None

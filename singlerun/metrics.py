@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from singlerun.keys import KeyFilter
-    from singlerun.monitor import KeyStats
+    from singlerun.keystats import KeyStats
     from singlerun.store.protocol import KeyState, Store
 
 TEXTFILE = "singlerun.prom"  # the file --textfile-dir writes

@@ -78,12 +78,9 @@ def check_cmd(
     only = KeyFilter.make(group, name)
     thresholds = monitor.Thresholds(max_age, warn_age, max_duration, warn_duration)
     try:
-        store = open_store(lock_dir, backend, read_only=True)
-        try:
+        with open_store(lock_dir, backend, read_only=True) as store:
             states = [s for s in store.inspect() if s.key is not None and only.matches(s.key)]
             stats = store.key_stats(only)
-        finally:
-            store.close()
     except SinglerunError as exc:  # unreadable store, bad URL: a plugin says UNKNOWN
         click.echo(f"SINGLERUN UNKNOWN - {exc.message}")
         raise SinglerunError(exc.message, monitor.UNKNOWN) from None
@@ -125,11 +122,8 @@ def metrics_cmd(
     from singlerun.keys import KeyFilter
     from singlerun.store import open_store
 
-    store = open_store(lock_dir, backend, read_only=True)
-    try:
+    with open_store(lock_dir, backend, read_only=True) as store:
         click.echo(metrics.of_store(store, KeyFilter.make(group, name)), nl=False)
-    finally:
-        store.close()
     return ExitCode.OK
 
 

@@ -1,8 +1,9 @@
 """Options shared by the subcommands: types, and one declaration per option with its
-SINGLERUN_<OPTION> environment variable (SPEC §8)."""
+SINGLERUN_<OPTION> environment variable (docs/CONTRACT.md §8)."""
 
 from __future__ import annotations
 
+import signal
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -49,8 +50,6 @@ class Signal(_IntType):
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
         if isinstance(value, int):
             return value
-        from singlerun.supervise import signal_number  # lazy: only when given
-
         try:
             return signal_number(str(value))
         except ValueError as exc:
@@ -58,14 +57,14 @@ class Signal(_IntType):
 
 
 def option(*decls: str, **kw: Any) -> Decorator:
-    """A click option whose environment variable is SINGLERUN_<OPTION> (SPEC §8)."""
+    """A click option whose environment variable is SINGLERUN_<OPTION> (docs/CONTRACT.md §8)."""
     long = next(d for d in decls if d.startswith("--"))
     envvar = "SINGLERUN_" + long[2:].upper().replace("-", "_")
     return click.option(*decls, envvar=envvar, show_envvar=True, **kw)
 
 
 def store_options() -> list[Decorator]:
-    """Where the locks live: every subcommand takes these itself (SPEC §5)."""
+    """Where the locks live: every subcommand takes these itself (docs/CONTRACT.md §5)."""
     return [
         option(
             "--lock-dir",
@@ -135,3 +134,14 @@ def apply(*decorators: Decorator) -> Decorator:
         return f
 
     return wrap
+
+
+def signal_number(text: str) -> int:
+    """TERM, SIGTERM, term or 15 -> 15; ValueError for anything else."""
+    name = text.strip().upper()
+    if name.isdigit() and int(name) in signal.valid_signals():
+        return int(name)
+    try:
+        return int(signal.Signals[name if name.startswith("SIG") else "SIG" + name])
+    except KeyError:
+        raise ValueError(f"unknown signal {text!r}") from None

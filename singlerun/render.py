@@ -13,8 +13,9 @@ from typing import TYPE_CHECKING, Any
 from singlerun.durations import format_age
 
 if TYPE_CHECKING:
-    from singlerun.errors import LockBusy
+    from singlerun.busy import LockBusy
     from singlerun.history import Run
+    from singlerun.lease import Lease
     from singlerun.record import Record
 
 Who = Callable[["Record"], tuple[int, str]]
@@ -147,3 +148,17 @@ def stale_record(record: Record | None) -> str:
     if record is None:
         return "an unreadable record"
     return f"job {safe(record.job_id)} (pid {record.pid}, started {rfc3339(record.started_at)})"
+
+
+def reclaimed(lease: Lease) -> str:
+    """What a run says of the dead run whose lock it took."""
+    dead = lease.reclaimed.record if lease.reclaimed else None
+    if dead is None:
+        return (
+            f"{lease.key}: reclaimed a stale lock whose record was unreadable "
+            "(empty, truncated or corrupt)"
+        )
+    # A lease says only that it expired: its singlerun may be dead, or frozen (its watchdog
+    # has killed the job), or cut off from the server.
+    why = "is gone" if lease.ttl is None else "let its lease expire"
+    return f"{lease.key}: reclaimed a stale lock: {stale_record(dead)} {why}"

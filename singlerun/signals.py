@@ -1,4 +1,4 @@
-"""Every signal singlerun handles, and when (SPEC §7).
+"""Every signal singlerun handles, and when (docs/CONTRACT.md §7).
 
 1. Start-up (launch.py, before this module loads): Ctrl-C ends singlerun at once, as SIGINT.
 2. Until the job starts (`catch_interrupts`): a terminating signal raises Interrupted, which
@@ -20,7 +20,6 @@ import contextlib
 import os
 import signal
 import sys
-from collections.abc import Callable, Iterator
 
 from singlerun.errors import Interrupted
 
@@ -104,30 +103,6 @@ def stop_self(sig: int) -> None:
     if sig in JOB_SIGNALS:  # blocked while a job runs: let it through for a moment
         signal.pthread_sigmask(signal.SIG_UNBLOCK, {sig})
         signal.pthread_sigmask(signal.SIG_BLOCK, {sig})
-
-
-@contextlib.contextmanager
-def alarm_at(deadline: float | None, expired: Callable[[], BaseException]) -> Iterator[None]:
-    """Raise `expired()` once `deadline` (monotonic) passes, even in a sleeping flock()."""
-    if deadline is None:
-        yield
-        return
-
-    def expire(_signum: int, _frame: object) -> None:
-        raise expired()
-
-    import time
-
-    previous = signal.signal(signal.SIGALRM, expire)
-    try:
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            raise expired()
-        signal.setitimer(signal.ITIMER_REAL, remaining)
-        yield
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
 
 
 def die_of_signal(code: int) -> None:

@@ -1,4 +1,5 @@
-"""`singlerun status`: every key's state as data (the JSON of SPEC §5); render.py words it."""
+"""`singlerun status`: every key's state as data (the JSON of docs/CONTRACT.md §5);
+render.py words it."""
 
 from __future__ import annotations
 
@@ -75,7 +76,7 @@ def last_run(run: Run) -> dict[str, Any]:
 
 
 def entry(key: JobKey, state: KeyState | None, last: Run | None, now: float) -> dict[str, Any]:
-    """One key's status with the field names of SPEC §5 (plus `holders`)."""
+    """One key's status with the field names of docs/CONTRACT.md §5 (plus `holders`)."""
     holders = sorted(state.holders, key=lambda r: r.started_at) if state else []
     if state and (holders or state.unrecorded):
         name, shown = "running", holders[0] if holders else None

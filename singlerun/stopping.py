@@ -185,7 +185,7 @@ def stop_runs(
     outcomes = [Outcome(r) for r in records]
     # A network store's records are data from a server anyone with its password can write:
     # they never name a process for us to signal, even one on this host. The request goes
-    # through the store to the holder's own singlerun, which knows its job (SPEC §6).
+    # through the store to the holder's own singlerun, which knows its job (docs/CONTRACT.md §6).
     routed = store.reaches_other_hosts
     local = [o for o in outcomes if o.record.host == host() and not routed]
     remote = [o for o in outcomes if o not in local]

@@ -10,7 +10,6 @@ reaches the job exactly once, and interactive programs work.
 from __future__ import annotations
 
 import contextlib
-import errno
 import os
 import signal
 import sys
@@ -19,12 +18,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
-from singlerun.errors import SpawnError
 from singlerun.exitcodes import ExitCode
 from singlerun.signals import FORWARDED, JOB_SIGNALS, block_job_signals, stop_self
+from singlerun.spawn import spawn
 
 if TYPE_CHECKING:  # types only: a run without a ticker never loads them
-    from singlerun.lease import Stop
+    from singlerun.ticker import Stop
 
     class Ticker(Protocol):
         """Called every `interval` seconds while the job runs (a network lease's renewal);
@@ -36,8 +35,6 @@ if TYPE_CHECKING:  # types only: a run without a ticker never loads them
 
 
 _job_mask: set[int | signal.Signals] | None = None  # see run()
-# Python ignores these at start-up; the job must get the defaults (as subprocess does).
-_PYTHON_IGNORED = (signal.SIGPIPE, signal.SIGXFSZ)
 
 
 def _owns(tty: int, pgid: int) -> bool:
@@ -59,111 +56,6 @@ def _foreground_tty() -> int | None:
     os.close(fd)
     return None
 
-
-def _spawn_error(command: str, code: int) -> SpawnError:
-    if code in (errno.ENOENT, errno.ENOTDIR):
-        return SpawnError(f"{command}: command not found", ExitCode.NOT_FOUND)
-    return SpawnError(f"{command}: cannot execute: {os.strerror(code)}", ExitCode.CANNOT_EXECUTE)
-
-
-def _spawn(
-    argv: list[str],
-    env: dict[str, str],
-    keep_fd: int | None,
-    mask: set[int | signal.Signals],
-    tty: int | None,
-    guard: Callable[[int], None] | None,
-) -> int:
-    """Start the job in its own process group, with the signal mask `mask`; with `tty`, give
-    it the terminal's foreground; with `guard`, call it with the group before the job may
-    run (see _fork_exec)."""
-    # Signals ignored when singlerun started (nohup) stay ignored for the job; the others,
-    # and those Python itself ignores, get their defaults.
-    reset = [s for s in FORWARDED if signal.getsignal(s) is not signal.SIG_IGN]
-    if keep_fd is not None:
-        os.set_inheritable(keep_fd, True)
-    try:
-        if tty is not None or guard is not None:
-            return _fork_exec(argv, env, mask, [*reset, *_PYTHON_IGNORED], guard)
-        # posix_spawn (vfork + exec): cheaper than fork() for a Python parent, and exec
-        # errors come back as OSError here instead of through a pipe.
-        return os.posix_spawnp(
-            argv[0], argv, env, setpgroup=0, setsigmask=mask, setsigdef=[*reset, *_PYTHON_IGNORED]
-        )
-    except OSError as exc:
-        raise _spawn_error(argv[0], exc.errno or 0) from None
-    finally:
-        if keep_fd is not None:
-            os.close(keep_fd)
-
-
-def _fork_exec(
-    argv: list[str],
-    env: dict[str, str],
-    mask: set[int | signal.Signals],
-    dfl: list[int],
-    guard: Callable[[int], None] | None = None,
-) -> int:
-    """fork + exec, for a job in a terminal's foreground or one that needs a guard.
-
-    Terminal: with posix_spawn, a Ctrl-Z in the microseconds before the child leaves our
-    process group stops it before its exec while we wait in vfork for that exec: a hang only
-    SIGKILL ends. Here the child inherits our blocked SIGTSTP, leaves our group, then
-    discards a Ctrl-Z that came meanwhile (ours, still pending, is passed on to the job once
-    it runs).
-
-    Guard (a network lease's watchdog): the child waits at a gate until `guard(pgid)` has
-    returned, so there is no instant in which the job runs unguarded. A singlerun killed or
-    frozen between the spawn and the guard used to leave the job running past its lease,
-    beside the next holder (issue 23). If singlerun dies first, the gate closes unopened and
-    the child exits without running the job."""
-    tstp_ignored = signal.getsignal(signal.SIGTSTP) is signal.SIG_IGN  # then it stays so
-    r, w = os.pipe2(os.O_CLOEXEC)
-    gate_r, gate_w = os.pipe2(os.O_CLOEXEC) if guard is not None else (-1, -1)
-    pid = os.fork()
-    if pid == 0:  # pragma: no cover (the child execs)
-        code = errno.ENOEXEC
-        try:
-            os.setpgid(0, 0)
-            signal.signal(signal.SIGTSTP, signal.SIG_IGN)  # discards a pending one
-            for sig in dfl if tstp_ignored else (signal.SIGTSTP, *dfl):
-                signal.signal(sig, signal.SIG_DFL)
-            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
-            if guard is not None:
-                os.close(gate_w)
-                if os.read(gate_r, 1) != _OPEN:
-                    os._exit(ExitCode.INTERNAL)  # singlerun is gone: never run unguarded
-            os.execvpe(argv[0], argv, env)
-        except OSError as exc:
-            code = exc.errno or code
-        finally:
-            os.write(w, str(code).encode())
-            os._exit(ExitCode.NOT_FOUND)
-    os.close(w)
-    if guard is not None:
-        os.close(gate_r)
-        try:
-            with contextlib.suppress(OSError):  # the group exists before the guard learns it
-                os.setpgid(pid, pid)
-            guard(pid)
-            os.write(gate_w, _OPEN)
-        except BaseException as exc:
-            os.close(r)
-            os.close(gate_w)
-            os.waitpid(pid, 0)  # it leaves the closed gate at once
-            if isinstance(exc, OSError):  # not the command's fault: no 126/127
-                raise SpawnError(f"cannot guard the job: {exc.strerror or exc}") from None
-            raise
-        os.close(gate_w)
-    with os.fdopen(r, "rb") as pipe:
-        failed = pipe.read()  # EOF at the exec (close-on-exec); an errno if it failed
-    if failed:
-        os.waitpid(pid, 0)
-        raise OSError(int(failed), os.strerror(int(failed)))
-    return pid
-
-
-_OPEN = b"G"  # through the gate: the job may exec
 
 _JOB_CONTROL = (signal.SIGTSTP, signal.SIGTTIN, signal.SIGTTOU)
 
@@ -219,17 +111,6 @@ class Ended:
     timed_out: bool  # it outlived its Limit
     stopped: str | None = None  # why a ticker stopped it, if one did
     forwarded: bool = False  # singlerun was signalled (and passed it on) while it ran
-
-
-def signal_number(text: str) -> int:
-    """TERM, SIGTERM, term or 15 -> 15; ValueError for anything else."""
-    name = text.strip().upper()
-    if name.isdigit() and int(name) in signal.valid_signals():
-        return int(name)
-    try:
-        return int(signal.Signals[name if name.startswith("SIG") else "SIG" + name])
-    except KeyError:
-        raise ValueError(f"unknown signal {text!r}") from None
 
 
 def _signal_group(pgid: int, sig: int) -> None:
@@ -353,7 +234,7 @@ def run(
     sys.stderr.flush()
     pid = 0  # not started: the terminal was never handed over
     try:
-        pid = _spawn(argv, env, keep_fd, mask, tty, guard)
+        pid = spawn(argv, env, keep_fd, mask, tty, guard)
         try:
             if tty is not None and _owns(tty, os.getpgrp()):  # SIGTSTP is blocked: no race
                 with contextlib.suppress(OSError):

@@ -15,6 +15,8 @@ from pathlib import Path
 import psutil
 import pytest
 
+pytest_plugins = ["tests.network.fixtures"]  # the servers, for tests/network and tests/contract
+
 HELPERS = Path(__file__).parent / "helpers"
 PRINT_SIGNALS = [sys.executable, str(HELPERS / "print_signals.py")]
 OVERLAP_JOB = [sys.executable, str(HELPERS / "overlap_job.py")]

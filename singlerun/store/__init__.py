@@ -1,39 +1,40 @@
 """Lock stores: where a key's slots, holder records and waiters live.
 
-The runner talks to a store only through the `Store` protocol (protocol.py) and gets one
-from `open_store`, so a network store (leases renewed by TTL, fencing tokens) fits beside
-the file store without touching the runner. What every run needs (its Lease) is defined
-here; the protocol and the inspection types load only where they are used.
+The runner and the subcommands talk to a store only through the `Store` protocol
+(protocol.py) and get one from `open_store`. A store is a package below this one that
+implements the primitives of `base.StoreBase`; a network store is also one row of
+`STORES` (docs/ARCHITECTURE.md has the checklist for adding one).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from singlerun.keys import JobKey
-    from singlerun.record import Record
     from singlerun.store.protocol import Store
 
 
-@dataclass(frozen=True)
-class Reclaimed:
-    """What a dead run left behind: its record, or None if the record was unreadable."""
+def _redis(url: str, lease_ttl: float) -> Store:
+    from singlerun.store.redis.store import RedisStore
 
-    record: Record | None
+    return RedisStore.open(url, lease_ttl)
 
 
-@dataclass
-class Lease:
-    key: JobKey
-    slot: int
-    token: str  # identifies this grant; a fencing token on network stores
-    ttl: float | None  # None: held by a kernel lock, nothing to renew
-    job_fd: int | None  # a descriptor the job may inherit to share the lock, if the store has one
-    reclaimed: Reclaimed | None
-    handle: Any  # store-private state
-    granted: float = 0.0  # monotonic time just before the grant was asked for (leases)
+def _postgres(url: str, lease_ttl: float) -> Store:
+    from singlerun.store.postgres.store import PostgresStore
+
+    return PostgresStore.open(url, lease_ttl)
+
+
+# A --backend URL's scheme -> the store that opens it (imported only when named).
+STORES: dict[str, Callable[[str, float], Store]] = {
+    "redis": _redis,
+    "rediss": _redis,
+    "unix": _redis,
+    "postgresql": _postgres,
+    "postgres": _postgres,
+}
 
 
 def open_store(
@@ -45,23 +46,21 @@ def open_store(
 ) -> Store:
     """The store the options name: a --backend URL, else the lock directory (checked,
     created if missing). A bad URL is a UsageError; an unreachable server a StoreError.
-    `read_only`: for commands that only read (lockdir.LockDir)."""
+    `read_only`: for commands that only read (lockdir.LockDir). Use it in a `with` block:
+    the store is closed on every way out."""
     if backend:
-        from singlerun.store.postgres.url import is_postgres
+        head, colon, _ = backend.partition(":")
+        opener = STORES.get(head.lower()) if colon else None
+        if opener is None:
+            from singlerun.errors import UsageError
 
-        if is_postgres(backend):
-            from singlerun.store.postgres import PostgresStore
-            from singlerun.store.postgres.url import parse as parse_postgres
+            schemes = ", ".join(f"{s}://" for s in STORES)
+            raise UsageError(
+                f"invalid --backend URL: unknown scheme {head.lower() if colon else ''!r} "
+                f"(use {schemes})"
+            )
+        return opener(backend, lease_ttl)
+    from singlerun.store.files.lockdir import LockDir, default_lock_dir
+    from singlerun.store.files.store import FileStore
 
-            return PostgresStore(parse_postgres(backend), lease_ttl)
-        from singlerun.store.redis.url import parse
-
-        url = parse(backend)
-        from singlerun.store.redis import RedisStore
-
-        return RedisStore(url, lease_ttl)
-    from singlerun import lockdir
-    from singlerun.store.files import FileStore
-
-    path = lock_dir or lockdir.default_lock_dir()
-    return FileStore(lockdir.LockDir(path, read_only=read_only))
+    return FileStore(LockDir(lock_dir or default_lock_dir(), read_only=read_only))

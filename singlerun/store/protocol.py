@@ -5,65 +5,15 @@ name a store class."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Protocol
+from types import TracebackType
+from typing import TYPE_CHECKING, Protocol, Self
 
 if TYPE_CHECKING:
     from singlerun.history import Run
     from singlerun.keys import JobKey, KeyFilter
-    from singlerun.monitor import KeyStats
+    from singlerun.keystats import KeyStats
+    from singlerun.lease import Lease, Renewal, StopRequest
     from singlerun.record import Record
-    from singlerun.store import Lease
-
-
-REASONS = ("stopped", "replaced")  # what `stop` and `--replace` write
-
-
-@dataclass(frozen=True)
-class StopRequest:
-    """Left for a holder by `stop`/`--replace`: why, whom, and (for a holder on another host,
-    whose own singlerun acts on it) which signal, SIGKILL `kill_after` later; 0: none."""
-
-    reason: str
-    job_id: str
-    signal: int = 0
-    kill_after: float = 10.0
-
-    def encode(self) -> str:
-        return f"{self.reason} {self.job_id} {self.signal} {self.kill_after!r}"
-
-    @classmethod
-    def parse(cls, data: object) -> StopRequest | None:
-        """None for anything a stopper does not write: a request is data from the store
-        (a server anyone with its password can write), and a signal number or delay it
-        names is acted on by the holder."""
-        import math
-        import signal as signals
-
-        from singlerun.durations import MAX_DURATION  # the longest --kill-after
-
-        if not isinstance(data, bytes | str) or len(data) > 1024:
-            return None
-        text = data.decode(errors="replace") if isinstance(data, bytes) else data
-        parts = text.split()
-        if len(parts) not in (2, 4) or parts[0] not in REASONS:
-            return None
-        if len(parts) == 2:  # written by the file store
-            return cls(parts[0], parts[1])
-        try:
-            sig, kill_after = int(parts[2]), float(parts[3])
-        except ValueError:
-            return None
-        valid = sig == 0 or sig in signals.valid_signals()
-        if not valid or not math.isfinite(kill_after) or not 0 <= kill_after <= MAX_DURATION:
-            return None
-        return cls(parts[0], parts[1], sig, kill_after)
-
-
-@dataclass(frozen=True)
-class Renewal:
-    held: bool | None  # still ours; False: lost; None: the store could not be asked
-    stop: StopRequest | None = None
-    sent: float | None = None  # monotonic time the answer was asked for, if not just now
 
 
 @dataclass
@@ -77,10 +27,22 @@ class KeyState:
     stale: list[Record | None] = field(default_factory=list)  # records of free slots
     waiters: list[Record] = field(default_factory=list)  # live waiters, in queue order
 
+    def named(self) -> KeyState:
+        """The key of a hashed stem (a long or odd name) is not in the stem: take it from
+        any record of the key."""
+        if self.key is None:
+            known = next((r for r in (*self.holders, *self.stale, *self.waiters) if r), None)
+            if known is not None:
+                from singlerun.keys import JobKey
+
+                self.key = JobKey(known.group, known.name)
+        return self
+
 
 class Store(Protocol):
     """What the runner and the subcommands need of a store; they never name a store class."""
 
+    kind: str  # "files", "redis", "postgres" (a row of store.STORES, or the lock directory)
     location: str  # where the locks live, for messages (never with a password)
     # Whether a stop request reaches a holder on another host (its singlerun renews a lease
     # and reads the request); a lock directory's holders never look for one.
@@ -132,8 +94,9 @@ class Store(Protocol):
         `sig`, ask its own singlerun to stop it (a holder on another host)."""
         ...
 
-    def stop_reason(self, lease: Lease) -> str | None:
-        """The reason a stopper left for this lease's run, if any (and forget it)."""
+    def stop_request(self, lease: Lease) -> StopRequest | None:
+        """The request a stopper left for this lease's run, if any (and forget it). The
+        same request reaches a lease's renewals (`Renewal.stop`), parsed the same way."""
         ...
 
     def clean(self, state: KeyState, *, dry_run: bool) -> list[Record | None]:
@@ -165,4 +128,15 @@ class Store(Protocol):
 
     def close(self) -> None:
         """Let go of connections (held leases are released by `release`)."""
+        ...
+
+    def __enter__(self) -> Self: ...
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        """close(), on every way out of a `with open_store(...)` block."""
         ...

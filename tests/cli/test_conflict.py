@@ -1,105 +1,12 @@
-"""A taken key: conflict, --conflict-exit-code, --wait, --wait-timeout, the FIFO queue."""
+"""The lock directory's side of a taken key: the record on disk, the queue's launch order,
+sleeping for one of several slots. What every store does alike is tests/contract."""
 
-import re
 import signal
 import time
 
 import pytest
 
 from tests.conftest import stop, wait_for
-
-
-def test_second_instance_conflicts_fast_without_running(sr, tmp_path):
-    holder, _ = sr.start_holder("-n", "nightly", "-g", "backups")
-    marker = tmp_path / "ran"
-    t0 = time.monotonic()
-    r = sr.run("-n", "nightly", "-g", "backups", "--", "touch", str(marker))
-    elapsed = time.monotonic() - t0
-    assert r.returncode == 75
-    assert elapsed < 0.5 * 4  # generous sanity bound; the figure is measured in benchmarks/
-    assert not marker.exists()
-    assert re.fullmatch(
-        r"singlerun: backups/nightly is already running "
-        rf"\(job [0-9A-Z]{{26}}, pid {holder.pid}, started \d+s ago\)\n",
-        r.stderr,
-    ), r.stderr
-    assert stop(holder) == 0
-
-
-def test_conflict_exit_code(sr):
-    holder, _ = sr.start_holder("-n", "k")
-    assert sr.run("-n", "k", "--conflict-exit-code", "0", "--", "true").returncode == 0
-    assert sr.run("-n", "k", "--conflict-exit-code", "3", "--", "true").returncode == 3
-    stop(holder)
-
-
-def test_other_keys_run_concurrently(sr):
-    holder, _ = sr.start_holder("-n", "k", "-g", "g1")
-    assert sr.run("-n", "k", "-g", "g2", "--", "true").returncode == 0
-    assert sr.run("-n", "k2", "-g", "g1", "--", "true").returncode == 0
-    stop(holder)
-
-
-def test_key_free_the_moment_the_holder_ends(sr):
-    holder, _ = sr.start_holder("-n", "k", exit_on="USR1")
-    holder.send_signal(signal.SIGUSR1)
-    assert holder.wait(10) == 0
-    r = sr.run("-n", "k", "--", "true")
-    assert (r.returncode, r.stderr) == (0, "")  # no stale warning: released cleanly
-    assert not list(sr.lock_dir.glob("*.rec"))
-
-
-def test_wait_runs_after_the_holder(sr, tmp_path):
-    holder, _ = sr.start_holder("-n", "k")
-    out = tmp_path / "order"
-    waiter = sr.start("-n", "k", "--wait", "--", "sh", "-c", f"echo waiter >> {out}")
-    wait_for(lambda: list(sr.lock_dir.glob("*.queue/0*")), what="waiter queued")
-    assert not out.exists()
-    assert stop(holder) == 0
-    assert waiter.wait(10) == 0
-    assert out.read_text() == "waiter\n"
-
-
-def test_wait_timeout_gives_up_after_about_a_second(sr):
-    holder, _ = sr.start_holder("-n", "k")
-    t0 = time.monotonic()
-    r = sr.run("-n", "k", "--wait-timeout", "1s", "--", "true")
-    elapsed = time.monotonic() - t0
-    assert r.returncode == 75
-    assert 1.0 <= elapsed < 3.0
-    assert r.stderr.startswith("singlerun: gave up waiting for default/k (held by job ")
-    r = sr.run("-n", "k", "--wait-timeout", "200ms", "--conflict-exit-code", "99", "--", "true")
-    assert r.returncode == 99
-    assert not [p for p in sr.lock_dir.glob("*.queue/*")]  # the timed-out waiter left the queue
-    stop(holder)
-
-
-def test_waiters_start_in_arrival_order_and_a_dead_one_leaves(sr, tmp_path):
-    holder, _ = sr.start_holder("-n", "q")
-    out = tmp_path / "order"
-    waiters = []
-    for i in range(5):
-        waiters.append(sr.start("-n", "q", "--wait", "--", "sh", "-c", f"echo {i} >> {out}"))
-        wait_for(lambda n=i + 1: len(list(sr.lock_dir.glob("*.queue/0*"))) == n, what="queued")
-        time.sleep(0.2)
-    waiters[2].kill()  # dies while queued
-    assert waiters[2].wait(10) == -signal.SIGKILL
-    assert stop(holder) == 0
-    for i, w in enumerate(waiters):
-        if i != 2:
-            assert w.wait(15) == 0
-    assert out.read_text().split() == ["0", "1", "3", "4"]
-    assert not list(sr.lock_dir.glob("*.queue/0*"))
-
-
-def test_signal_while_waiting_leaves_the_queue(sr):
-    holder, _ = sr.start_holder("-n", "k")
-    waiter = sr.start("-n", "k", "--wait", "--", "true")
-    wait_for(lambda: list(sr.lock_dir.glob("*.queue/0*")), what="queued")
-    assert stop(waiter, signal.SIGTERM) == 128 + signal.SIGTERM
-    assert not list(sr.lock_dir.glob("*.queue/0*"))
-    assert "Traceback" not in waiter.stderr.read()
-    stop(holder)
 
 
 @pytest.mark.parametrize("wait", [[], ["--wait"]])

@@ -1,4 +1,4 @@
-"""Job control in a real interactive shell on a pseudo-terminal (SPEC §7, issue 11 §7):
+"""Job control in a real interactive shell on a pseudo-terminal (docs/CONTRACT.md §7, issue 11 §7):
 Ctrl-Z stops singlerun and its job together ($? 148), fg/bg resume both, a background job
 that reads the terminal stops as it would without singlerun, and the shell survives."""
 

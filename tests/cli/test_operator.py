@@ -220,7 +220,7 @@ def test_unwritable_history_warns_but_runs(sr):
 
 
 def test_history_is_journalled_then_folded_into_the_ledger(sr):
-    from singlerun.history import FOLD_AT
+    from singlerun.store.files.journal import FOLD_AT
 
     assert sr.run("-n", "k", "--", "true").returncode == 0
     assert not (sr.lock_dir / "history.db").exists()  # a run does not touch sqlite3
@@ -328,14 +328,15 @@ def test_status_does_not_depend_on_the_history(sr):
 
 
 def test_the_ledger_keeps_a_bounded_number_of_runs(tmp_path, monkeypatch):
-    from singlerun import history, ledger
-    from singlerun.lockdir import LockDir
+    from singlerun import history
+    from singlerun.store.files import journal, ledger
+    from singlerun.store.files.lockdir import LockDir
 
     rows = [
         history.Run(f"J{i:02d}", "g", "n", "h", 1, 1000.0 + i, 1001.0 + i, 0, "ok", "[]")
         for i in range(5)
     ]
-    history.append(LockDir(str(tmp_path)), tuple(rows))
+    journal.append(LockDir(str(tmp_path)), tuple(rows))
     ledger.Ledger(LockDir(str(tmp_path))).fold(keep=3)
     assert [r.job_id for r in ledger.Ledger(LockDir(str(tmp_path))).runs()] == ["J04", "J03", "J02"]
 
@@ -383,7 +384,8 @@ def test_stop_with_several_holders_stops_them_at_once_and_reports_each(sr):
 
 
 def test_history_size_bounds_the_ledger_from_the_command_line(sr):
-    from singlerun.history import FOLD_AT, Run, journal_line
+    from singlerun.history import Run, journal_line
+    from singlerun.store.files.journal import FOLD_AT
 
     old = [Run(f"OLD{i:04d}", "default", "k", "h", 1, 1000.0 + i, 1001.0 + i, 0, "ok", "[]")
            for i in range(300)]  # fmt: skip
@@ -422,20 +424,6 @@ def test_stop_of_a_job_on_another_host_says_at_once_that_it_cannot(sr):
     assert r.stderr.count("\n") == 1 and r.stderr.startswith("singlerun: cannot stop default/far")
     assert "runs on host elsewhere.example" in r.stderr
     locker.kill()
-
-
-def test_status_shows_recent_keys_and_clean_forgets_idle_ones(sr):
-    from tests.idle_keys import check_idle_keys
-
-    check_idle_keys(sr)
-
-
-def test_check_metrics_and_the_summary(sr, tmp_path):
-    from tests.monitoring import check_monitoring
-
-    textfile = tmp_path / "textfile"
-    textfile.mkdir()
-    check_monitoring(sr, textfile)
 
 
 def test_check_is_unknown_when_the_store_cannot_be_read(sr, tmp_path):

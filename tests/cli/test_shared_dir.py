@@ -1,4 +1,4 @@
-"""SPEC §6's shared-directory model, with real users: a setgid group directory is shared
+"""docs/CONTRACT.md §6's shared-directory model, with real users: a setgid group directory is shared
 (exclusion, one FIFO queue, status and history, group read-write files whatever the umask);
 a sticky world-writable one is refused across users with the recipe; nobody may stop
 another's job, and a record forged by a group member names no process to signal."""

@@ -8,7 +8,7 @@ NOT_ON_THE_RUN_PATH = [
     "sqlite3",
     "psutil",
     "singlerun.commands",
-    "singlerun.ledger",
+    "singlerun.store.files.ledger",
     "redis",
     "psycopg",
     "filelock",  # no longer a dependency: flock(2) is called directly (issue 21)

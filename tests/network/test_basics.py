@@ -1,4 +1,4 @@
-"""The run path on a real Redis: lease, fencing token, conflict, release, history."""
+"""The run path on a real server: lease, fencing token, release, history, URLs."""
 
 import json
 import time
@@ -17,16 +17,6 @@ def test_a_run_holds_a_lease_with_a_fencing_token(rr, redis_server, prefix):
     assert not db.keys(f"{prefix}{{default.k}}:lease:*")  # released
 
 
-def test_second_instance_conflicts_naming_the_holder(rr):
-    holder, _ = rr.start_holder("-n", "k")
-    r = rr.run("-n", "k", "--", "true")
-    assert r.returncode == 75
-    assert r.stderr.startswith("singlerun: default/k is already running (job ")
-    assert f"pid {holder.pid}" in r.stderr
-    stop(holder)
-    assert rr.run("-n", "k", "--", "true").returncode == 0
-
-
 def test_fencing_token_increases_even_after_the_server_lost_its_data(rr, redis_server):
     token = lambda: int(rr.run("-n", "f", "--", "sh", "-c", "echo $SINGLERUN_FENCING_TOKEN").stdout)  # noqa: E731
     before = token()
@@ -35,7 +25,7 @@ def test_fencing_token_increases_even_after_the_server_lost_its_data(rr, redis_s
     assert after > before
 
 
-def test_status_history_and_json_through_redis(rr):
+def test_status_history_and_json_through_the_server(rr):
     holder, _ = rr.start_holder("-n", "s", "-g", "g")
     r = rr.run("status", "--json", "-g", "g", "-n", "s")
     assert r.returncode == 0, r.stderr
@@ -98,4 +88,4 @@ def test_bad_urls_are_usage_errors_and_unreachable_is_125(rr, redis_server):
 
 import redis  # noqa: E402
 
-from tests.network.servers import free_port  # noqa: E402
+from testbed.servers import free_port  # noqa: E402

@@ -1,4 +1,4 @@
-"""A lock server is not a trusted party (issue 18, SPEC §6): what is read from Redis or
+"""A lock server is not a trusted party (issue 18, docs/CONTRACT.md §6): what is read from Redis or
 PostgreSQL never steers a signal, and data a hostile user of the server writes can neither
 crash a holder's singlerun nor free its key while its job runs."""
 

@@ -9,8 +9,8 @@ import time
 
 import pytest
 
+from testbed.servers import free_port
 from tests.conftest import wait_for
-from tests.network.servers import free_port
 
 JOB = ["sh", "-c", "echo ready; sleep 30"]
 

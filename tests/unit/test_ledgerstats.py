@@ -8,8 +8,8 @@ import sqlite3
 import time
 
 from singlerun.history import Run
-from singlerun.ledger import Ledger
-from singlerun.lockdir import LockDir
+from singlerun.store.files.ledger import Ledger
+from singlerun.store.files.lockdir import LockDir
 
 
 def _run(job: str, started: float, outcome: str = "ok") -> Run:

@@ -14,10 +14,15 @@ import errno
 import fcntl
 import os
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from singlerun.record import MAX_SIZE, Record, encode, parse
 
+if TYPE_CHECKING:
+    from singlerun.store.files.lockdir import LockDir
+
 _OPEN_FLAGS = os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
 @dataclass
@@ -113,3 +118,17 @@ def waiters(dir_fd: int) -> list[tuple[Record | None, bool]]:
         finally:
             os.close(fd)
     return out
+
+
+def anyone_waits(lock_dir: LockDir, name: str) -> bool:
+    """Whether a live waiter has a ticket in the queue directory `name`."""
+    try:
+        qfd = os.open(name, _DIR_FLAGS, dir_fd=lock_dir.fd)
+    except FileNotFoundError:
+        return False
+    except OSError as exc:
+        raise lock_dir.error("open the queue", name, exc) from None
+    try:
+        return any(live for _, live in waiters(qfd))
+    finally:
+        os.close(qfd)

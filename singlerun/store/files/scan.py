@@ -15,7 +15,7 @@ from singlerun.store.files import proclocks, queue
 from singlerun.store.protocol import KeyState
 
 if TYPE_CHECKING:
-    from singlerun.lockdir import LockDir
+    from singlerun.store.files.lockdir import LockDir
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
@@ -68,9 +68,4 @@ def scan(lock_dir: LockDir) -> list[KeyState]:
     for stem in queues:  # an empty queue of a key with no lock file (forgotten): not a key
         if stem not in slots and not states[stem].waiters:
             del states[stem]
-    for state in states.values():
-        if state.key is None:
-            known = next((r for r in (*state.holders, *state.stale, *state.waiters) if r), None)
-            if known is not None:
-                state.key = JobKey(known.group, known.name)
-    return list(states.values())
+    return [state.named() for state in states.values()]

@@ -17,8 +17,8 @@ import time
 from collections.abc import Callable
 
 from singlerun.keys import JobKey
+from singlerun.lease import Lease
 from singlerun.record import Record, encode
-from singlerun.store import Lease
 from singlerun.store.postgres import schema
 from singlerun.store.postgres.session import Session, lock_key
 

@@ -9,10 +9,10 @@ import contextlib
 import hashlib
 import select
 import time
-from collections.abc import Iterator
 from typing import Any
 
 from singlerun.errors import StoreError, UsageError
+from singlerun.store.base import client, failing_as, first_line
 from singlerun.store.postgres import schema
 from singlerun.store.postgres.url import PostgresURL
 
@@ -23,19 +23,10 @@ def lock_key(*parts: str | int) -> int:
     return int.from_bytes(digest, "big", signed=True)
 
 
-def first_line(exc: BaseException) -> str:
-    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-
-
 class Session:
     def __init__(self, url: PostgresURL, ttl: float) -> None:
-        try:
-            import psycopg
-        except ImportError:
-            raise StoreError(
-                "the PostgreSQL backend needs psycopg: pip install 'singlerun[postgres]'"
-            ) from None
-        self.psycopg: Any = psycopg
+        self.psycopg: Any = client("psycopg", "PostgreSQL", "psycopg", "postgres")
+        psycopg = self.psycopg
         self.location = url.location
         self.schema = url.schema
         self.ttl = ttl
@@ -79,15 +70,10 @@ class Session:
                 self.conn.execute("SET client_connection_check_interval = 1000")
             self._prepare_schema()
 
-    @contextlib.contextmanager
-    def errors(self, action: str) -> Iterator[None]:
+    def errors(self, action: str) -> contextlib.AbstractContextManager[None]:
         """psycopg's errors as one StoreError line; lock_timeout passes through."""
-        try:
-            yield
-        except self.psycopg.errors.LockNotAvailable:
-            raise
-        except self.psycopg.Error as exc:
-            raise StoreError(f"cannot {action} {self.location}: {first_line(exc)}") from None
+        passing = (self.psycopg.errors.LockNotAvailable,)
+        return failing_as(self.location, action, self.psycopg.Error, passing)
 
     def sql(self, text: str) -> str:
         """`{s}` in `text` becomes the quoted schema."""

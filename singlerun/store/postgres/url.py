@@ -33,10 +33,6 @@ class PostgresURL:
     location: str  # for messages: no password, ever
 
 
-def is_postgres(url: str) -> bool:
-    return url.split("://", 1)[0].lower() in SCHEMES
-
-
 def _bad(why: str) -> UsageError:
     return UsageError(f"invalid --backend URL: {why}")
 

@@ -56,8 +56,7 @@ def parse(url: str) -> RedisURL:
     except ValueError as exc:
         raise _bad(url, str(exc)) from None
     if parts.scheme not in SCHEMES:
-        schemes = ", ".join(f"{s}://" for s in (*SCHEMES, "postgresql"))
-        raise _bad(url, f"unknown scheme {parts.scheme!r} (use {schemes})")
+        raise _bad(url, f"unknown scheme {parts.scheme!r}")  # store.STORES sent it here
     if parts.scheme != "unix" and not parts.netloc:  # redis:/host:6379/0, a slash short
         raise _bad(url, f"no host: write {parts.scheme}://HOST[:PORT][/DB], with two slashes")
     if port == 0:  # would quietly mean 6379, another server perhaps

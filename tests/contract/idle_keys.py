@@ -1,5 +1,5 @@
-"""Issue 20's idle keys, one contract for every store (tests/cli for the lock directory,
-tests/network for Redis and PostgreSQL): `status` shows what ran in the last 7 days,
+"""Issue 20's idle keys, on every store (tests/contract/test_contract.py runs it on the lock
+directory, Redis and PostgreSQL): `status` shows what ran in the last 7 days,
 `--all` everything, and `clean --idle D` forgets keys idle for longer than D."""
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """The lock directory: where it is, whether it is safe, and the one descriptor every file in
-it is reached through (SPEC §6).
+it is reached through (docs/CONTRACT.md §6).
 
 The directory is opened once, checked with fstat, and every later open, stat, rename and
 unlink is relative to that descriptor with O_NOFOLLOW: a directory swapped or replaced by a
@@ -25,9 +25,9 @@ GROUP_RECIPE = (
 
 
 def default_lock_dir() -> str:
-    """/tmp/singlerun-<uid>: from the user id alone (SPEC §6). XDG_RUNTIME_DIR, TMPDIR and
-    HOME differ between cron, a login shell, sudo and a service; a default taken from them
-    let a cron job and the same job started by hand run side by side."""
+    """/tmp/singlerun-<uid>: from the user id alone (docs/CONTRACT.md §6). XDG_RUNTIME_DIR,
+    TMPDIR and HOME differ between cron, a login shell, sudo and a service; a default taken
+    from them let a cron job and the same job started by hand run side by side."""
     return f"/tmp/singlerun-{os.geteuid()}"
 
 

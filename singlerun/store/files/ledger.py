@@ -8,6 +8,9 @@ journal not yet folded, so a run is visible the moment it has ended.
 Every use of the ledger ends within BOUND seconds, waits for a lock and statements alike:
 in a shared directory any member can rewrite it (a view or a trigger that never ends), and
 neither `status` nor a finishing run may hang on it (issue 25).
+
+Long: one class owns the database from opening to reading (migrate, fold, trim, forget),
+so that every step is under the same time bound and the same error wrapper.
 """
 
 from __future__ import annotations
@@ -21,11 +24,12 @@ import time
 from collections.abc import Iterator
 from dataclasses import astuple, fields
 
-from singlerun import ledgerstats
 from singlerun.errors import StoreError
-from singlerun.history import JOURNAL, KEEP, Run, journal_line, lock_within, parse_journal
-from singlerun.lockdir import LockDir
-from singlerun.monitor import KeyStats
+from singlerun.history import KEEP, Run, journal_line, parse_journal
+from singlerun.keystats import KeyStats
+from singlerun.store.files import ledgerstats
+from singlerun.store.files.journal import JOURNAL, lock_within
+from singlerun.store.files.lockdir import LockDir
 
 FILE_NAME = "history.db"
 BOUND = 3.0  # seconds: plenty for ms-long inserts and reads; a wedged ledger costs this

@@ -1,5 +1,6 @@
 """The network stores' servers (servers.py), one per kind, and the real singlerun pointed at
-one of them with a namespace of its own per test (a key prefix, a schema).
+one of them with a namespace of its own per test (a key prefix, a schema). A pytest plugin
+(tests/conftest.py loads it): tests/network and the contract suite (tests/contract) use it.
 
 Every test that takes `rr` runs against each backend (the `backend` parameter); a test that
 asks for `redis_server`, `prefix` or `redis_proxy` is about Redis alone, one that asks for
@@ -15,8 +16,8 @@ from typing import Any
 
 import pytest
 
+from testbed.servers import INITDB, PG_CTL, REDIS_SERVER, PostgresServer, RedisServer
 from tests.conftest import Singlerun
-from tests.network.servers import INITDB, PG_CTL, REDIS_SERVER, PostgresServer, RedisServer
 
 CI = os.environ.get("CI") == "true"
 if CI and REDIS_SERVER is None:
@@ -28,7 +29,7 @@ _REDIS_ONLY = {"redis_server", "prefix"}
 _POSTGRES_ONLY = {"postgres_server"}
 
 
-def _available(kind: str) -> bool:
+def available(kind: str) -> bool:
     try:
         if kind == "redis":
             import redis  # noqa: F401
@@ -51,7 +52,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     elif names & _POSTGRES_ONLY:
         kinds = ["postgres"]
     params = [
-        pytest.param(k, marks=pytest.mark.skipif(not _available(k), reason=f"no {k} here"))
+        pytest.param(k, marks=pytest.mark.skipif(not available(k), reason=f"no {k} here"))
         for k in kinds
     ]
     metafunc.parametrize("backend", params, ids=kinds)
@@ -80,11 +81,7 @@ def postgres_server() -> Iterator[PostgresServer]:
 @pytest.fixture
 def server(backend: str, request: pytest.FixtureRequest) -> Any:
     """The backend's server, running and not paused."""
-    srv = request.getfixturevalue(f"{backend}_server")
-    if not srv.running():
-        srv.start()
-    srv.resume()
-    return srv
+    return start(request.getfixturevalue(f"{backend}_server"))
 
 
 @pytest.fixture
@@ -96,6 +93,14 @@ def ns() -> str:
 @pytest.fixture
 def prefix(ns: str) -> str:
     return f"{ns}:"
+
+
+def start(server: Any) -> Any:
+    """The server, running and not paused."""
+    if not server.running():
+        server.start()
+    server.resume()
+    return server
 
 
 @pytest.fixture

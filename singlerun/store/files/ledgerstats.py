@@ -15,7 +15,7 @@ import sqlite3
 from dataclasses import fields
 
 from singlerun.history import Run
-from singlerun.monitor import KeyStats
+from singlerun.keystats import KeyStats
 
 _NAMES = [f.name for f in fields(Run)]
 _COLUMNS = ", ".join(f'"{n}"' for n in _NAMES)

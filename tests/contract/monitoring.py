@@ -1,5 +1,5 @@
-"""Issue 22's monitoring, one contract for every store (tests/cli for the lock directory,
-tests/network for Redis and PostgreSQL): `check` in the monitoring-plugin convention,
+"""Issue 22's monitoring, on every store (tests/contract/test_contract.py runs it on the lock
+directory, Redis and PostgreSQL): `check` in the monitoring-plugin convention,
 `metrics` read by Prometheus' own parser, `--textfile-dir`, `history --summary`."""
 
 from __future__ import annotations

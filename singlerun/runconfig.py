@@ -1,0 +1,64 @@
+"""What one run was asked to do: the `run` subcommand's options, decided."""
+
+from __future__ import annotations
+
+import signal
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from singlerun.exitcodes import ExitCode
+from singlerun.keys import JobKey
+
+if TYPE_CHECKING:
+    from singlerun.attempts import Policy
+
+
+@dataclass(frozen=True, eq=False)  # never compared: no __eq__ to build at each start-up
+class RunConfig:
+    command: list[str]
+    key: JobKey
+    lock_dir: str | None = None
+    backend: str | None = None
+    lease_ttl: float = 30.0
+    keep_running_without_lease: bool = False  # --on-lease-lost continue
+    scrubbed: frozenset[str] = frozenset()  # option variables the job does not inherit
+    retry: Policy | None = None  # --retry / --respawn
+    wait: bool = False
+    wait_timeout: float | None = None
+    conflict_exit_code: int = ExitCode.CONFLICT
+    close: bool = False
+    quiet: bool = False
+    verbose: bool = False
+    replace: bool = False
+    max_concurrent: int = 1
+    max_runtime: float | None = None
+    signal: int = signal.SIGTERM
+    kill_after: float = 10.0
+    history_size: int | None = None  # --history-size (None: history.KEEP)
+    textfile_dir: str | None = None  # --textfile-dir: node_exporter's textfile collector
+
+    @classmethod
+    def from_options(cls, argv: list[str], scrubbed: frozenset[str], **opts: Any) -> RunConfig:
+        """The `run` subcommand's options, by name; those that are not one field each are
+        turned into the field they decide."""
+        name, group = opts.pop("name"), opts.pop("group")
+        key = JobKey.make(group, name) if name is not None else JobKey.for_command(group, argv)
+        tries = [opts.pop(o) for o in ("retry", "retry_delay", "retry_max_delay", "respawn")]
+        keep_running = opts.pop("on_lease_lost") == "continue"
+        opts["wait"] = opts["wait"] or opts["wait_timeout"] is not None
+        return cls(
+            command=argv,
+            key=key,
+            scrubbed=scrubbed,
+            retry=_policy(*tries),
+            keep_running_without_lease=keep_running,
+            **opts,
+        )
+
+
+def _policy(retries: int, delay: float, max_delay: float, respawn: bool) -> Policy | None:
+    if not retries and not respawn:
+        return None
+    from singlerun.attempts import Policy  # lazy: most runs have one attempt
+
+    return Policy(retries, respawn, delay, max(delay, max_delay))

@@ -1,0 +1,145 @@
+"""What every store shares, so that a store writes only its primitives (as filelock's
+backends write only `_acquire`/`_release`):
+
+- `_try(key, me, slots)`: take a free slot now, or None;
+- `_queue(key, me, slots, deadline)`: wait first come, first served until one is taken,
+  raising WaitTimeout (holders unfilled) once `deadline` passes;
+- `_slots_held(key)`: the key's held slots and their records (None: unreadable);
+- `_write_stop(key, slot, request)`: leave a stop request for a slot's holder.
+
+From them this base builds `acquire` (try, conflict or queue), `holders`, `mark_stop`, the
+fencing environment, key statistics and closing on every path (a store is a context
+manager). `client` and `failing_as` are the client-import guard and the one-line error
+wrapper of a network store. The runner and the subcommands see only `protocol.Store`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Self
+
+from singlerun.busy import LockBusy, WaitTimeout
+from singlerun.errors import StoreError
+from singlerun.keys import JobKey
+
+if TYPE_CHECKING:
+    from singlerun.keys import KeyFilter
+    from singlerun.keystats import KeyStats
+    from singlerun.lease import Lease, StopRequest
+    from singlerun.record import Record
+
+
+def client(module: str, store: str, package: str, extra: str) -> Any:
+    """The store's client library, or the one line that says how to install it."""
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        raise StoreError(
+            f"the {store} backend needs {package}: pip install 'singlerun[{extra}]'"
+        ) from None
+
+
+def first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+
+
+@contextlib.contextmanager
+def failing_as(
+    location: str,
+    action: str,
+    errors: type[BaseException] | tuple[type[BaseException], ...],
+    passing: tuple[type[BaseException], ...] = (),
+) -> Iterator[None]:
+    """A client's `errors` leave as one StoreError line ("cannot ACTION LOCATION: why");
+    `passing` ones go through for the caller to turn into something else."""
+    try:
+        yield
+    except passing:
+        raise
+    except errors as exc:
+        raise StoreError(f"cannot {action} {location}: {first_line(exc)}") from None
+
+
+class StoreBase:
+    kind: str  # "files", "redis", "postgres": what the runner may ask of a store's kind
+    location: str  # where the locks live, for messages (never with a password)
+    reaches_other_hosts: bool = True  # see protocol.Store
+    fencing: bool = True  # grants carry a fencing token the job is told of
+
+    # -- the primitives a store writes ------------------------------------------------------
+
+    def _try(self, key: JobKey, me: Record, slots: int) -> Lease | None:
+        raise NotImplementedError
+
+    def _queue(self, key: JobKey, me: Record, slots: int, deadline: float | None) -> Lease:
+        raise NotImplementedError
+
+    def _slots_held(self, key: JobKey) -> list[tuple[int, Record | None]]:
+        raise NotImplementedError
+
+    def _write_stop(self, key: JobKey, slot: int, request: StopRequest) -> None:
+        raise NotImplementedError
+
+    def runs(self, only: KeyFilter, limit: int | None) -> list[Any]:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        pass
+
+    # -- built on them ------------------------------------------------------------------------
+
+    def acquire(
+        self, key: JobKey, me: Record, *, slots: int, wait: bool, deadline: float | None
+    ) -> Lease:
+        lease = self._try(key, me, slots)
+        if lease is not None:
+            return lease
+        if not wait:
+            raise LockBusy(key, self.holders(key, slots))
+        try:
+            return self._queue(key, me, slots, deadline)
+        except WaitTimeout as exc:
+            exc.holders = self.holders(key, slots)
+            raise
+
+    def holders(self, key: JobKey, slots: int) -> list[Record]:
+        return [r for slot, r in self._slots_held(key) if slot < slots and r is not None]
+
+    def _slot_of(self, record: Record) -> int | None:
+        for slot, found in self._slots_held(JobKey(record.group, record.name)):
+            if found is not None and found.job_id == record.job_id:
+                return slot
+        return None
+
+    def mark_stop(
+        self, record: Record, reason: str, sig: int | None = None, kill_after: float = 10.0
+    ) -> None:
+        from singlerun.lease import StopRequest
+
+        slot = self._slot_of(record)
+        if slot is not None:
+            request = StopRequest(reason, record.job_id, sig or 0, kill_after)
+            self._write_stop(JobKey(record.group, record.name), slot, request)
+
+    def job_env(self, lease: Lease) -> dict[str, str]:
+        return {"SINGLERUN_FENCING_TOKEN": lease.token} if self.fencing else {}
+
+    def key_stats(self, only: KeyFilter) -> dict[tuple[str, str], KeyStats]:
+        from singlerun.keystats import stats_of
+
+        return stats_of(self.runs(only, None))
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()

@@ -1,0 +1,298 @@
+"""The PostgreSQL store: one instance of a job across many machines, on the database a team
+already runs (docs/CONTRACT.md §6).
+
+A held slot is a session-level advisory lock on a 64-bit hash of (schema, key, slot), held
+on singlerun's one connection (session.py) for the whole run: strongly consistent, and it
+dies with the session. Losing the connection is losing the lock: the supervisor's ticker
+probes the session, and the job is stopped as for a lost Redis lease. A session that dies
+frees its lock at once while its job may still run, so each holder row carries a lease
+that keeps the slot taken until it runs out. Each grant takes a fencing token from a
+durable sequence. Waiters queue FIFO (queue.py). psycopg is imported in session.py only.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from singlerun.busy import WaitTimeout
+from singlerun.errors import StoreError
+from singlerun.keys import JobKey, KeyFilter
+from singlerun.lease import Lease, Reclaimed, Renewal, StopRequest
+from singlerun.record import Record, encode, parse
+from singlerun.store.base import StoreBase
+from singlerun.store.postgres import history, queue, schema
+from singlerun.store.postgres.session import Session, lock_key
+from singlerun.store.postgres.url import PostgresURL
+from singlerun.store.protocol import KeyState
+
+if TYPE_CHECKING:
+    from singlerun.history import Run
+
+
+@dataclass
+class _Held:
+    job_id: str
+    lock: int  # the slot's advisory lock key
+
+
+class PostgresStore(StoreBase):
+    kind = "postgres"
+
+    @classmethod
+    def open(cls, url: str, ttl: float) -> PostgresStore:
+        from singlerun.store.postgres.url import parse
+
+        return cls(parse(url), ttl)
+
+    def __init__(self, url: PostgresURL, ttl: float) -> None:
+        self.db = Session(url, ttl)
+        self.location = url.location
+        self.schema = url.schema
+        self.ttl = ttl
+
+    # -- acquiring -------------------------------------------------------------------------------
+
+    def _slot_lock(self, key: JobKey, slot: int) -> int:
+        return lock_key(self.schema, key.stem, slot)
+
+    def _grant(self, key: JobKey, slot: int, me: Record, waiting: bool) -> Lease | None:
+        """We hold the slot's lock. A row left by a holder whose session died may still be
+        in force (its job may still run): not waiting, the slot is taken; waiting, we sleep
+        (holding the lock, so that nobody passes us) until it ends. Then take a fencing
+        token and reclaim what was left."""
+        lock = self._slot_lock(key, slot)
+        left = self._q(
+            f"SELECT record, {schema.LEASE_LEFT.format(h='')} FROM {{s}}.holders "
+            "WHERE stem = %s AND slot = %s",
+            key.stem, slot,
+        )  # fmt: skip
+        if left and left[0][1] > 0:
+            if not waiting:
+                self._q("SELECT pg_advisory_unlock(%s)", lock)
+                return None
+            time.sleep(float(left[0][1]))  # interruptible: a signal ends the session
+        (fence,) = self._q("SELECT nextval('{s}.fence')")[0]
+        asked = time.monotonic()  # before the row's lease starts on the server's clock
+        self._q(
+            "INSERT INTO {s}.holders (stem, slot, job_id, fence, record, lock_key, ttl) "
+            "VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (stem, slot) DO UPDATE SET "
+            "job_id = excluded.job_id, fence = excluded.fence, record = excluded.record, "
+            "lock_key = excluded.lock_key, ttl = excluded.ttl, renewed_at = clock_timestamp()",
+            key.stem, slot, me.job_id, fence, encode(me), lock, self.ttl,
+        )  # fmt: skip
+        self._q("DELETE FROM {s}.stops WHERE stem = %s AND slot = %s", key.stem, slot)
+        reclaimed = Reclaimed(parse(bytes(left[0][0]))) if left else None
+        held = _Held(me.job_id, lock)
+        return Lease(key, slot, str(fence), self.ttl, None, reclaimed, held, asked)
+
+    def _sleep_on_slot(self, key: JobKey, me: Record) -> Lease:
+        self._q("SELECT pg_advisory_lock(%s)", self._slot_lock(key, 0))
+        lease = self._grant(key, 0, me, waiting=True)
+        assert lease is not None  # waiting: it sleeps out a lease still in force
+        return lease
+
+    def _take(self, key: JobKey, slots: int, me: Record, waiting: bool = False) -> Lease | None:
+        for slot in range(slots):
+            (got,) = self._q("SELECT pg_try_advisory_lock(%s)", self._slot_lock(key, slot))[0]
+            if got and (lease := self._grant(key, slot, me, waiting)) is not None:
+                return lease
+        return None
+
+    def _try(self, key: JobKey, me: Record, slots: int) -> Lease | None:
+        with self.db.errors("use"):
+            return self._take(key, slots, me)
+
+    def _queue(self, key: JobKey, me: Record, slots: int, deadline: float | None) -> Lease:
+        try:
+            with self.db.errors("wait on"):
+                return queue.wait(
+                    self.db, key, me, slots=slots, deadline=deadline,
+                    take_any=lambda: self._take(key, slots, me, waiting=True),
+                    take_first=lambda: self._sleep_on_slot(key, me),
+                )  # fmt: skip
+        except self.db.psycopg.errors.LockNotAvailable:  # lock_timeout: --wait-timeout ran out
+            raise WaitTimeout(key, []) from None
+        except BaseException:
+            # Interrupted in a blocking call, or the server went away: our session's end
+            # drops the ticket's lock (the row is then dead, and pruned by the next waiter).
+            self.close()
+            raise
+
+    def regrant(self, lease: Lease, job_id: str) -> None:
+        held: _Held = lease.handle
+        with self.db.errors("use"):
+            rows = self._q(
+                "UPDATE {s}.holders SET job_id = %s, fence = nextval('{s}.fence'), "
+                "renewed_at = clock_timestamp() "
+                "WHERE stem = %s AND slot = %s AND job_id = %s AND "
+                f"{schema.OURS.format(k='lock_key')} RETURNING fence",
+                job_id, lease.key.stem, lease.slot, held.job_id,
+            )  # fmt: skip
+        if not rows:
+            raise StoreError("the lease was lost between two attempts")
+        lease.token = str(rows[0][0])
+        held.job_id = job_id
+
+    def publish(self, lease: Lease, record: Record) -> None:
+        held: _Held = lease.handle
+        with self.db.errors("use"):
+            self._q(
+                "UPDATE {s}.holders SET record = %s WHERE stem = %s AND slot = %s AND job_id = %s",
+                encode(record), lease.key.stem, lease.slot, held.job_id,
+            )  # fmt: skip
+
+    # -- the lease: a probe of the session, never waited for ---------------------------------
+
+    def renew(self, lease: Lease) -> Renewal:
+        """Is the session alive and its lock still held, and was a stop asked for? The probe
+        also moves the row's lease on. A broken connection is a lost lock (it died with the
+        session); no answer yet is 'unknown', which the ticker turns into a loss at the
+        lease's deadline."""
+        held: _Held = lease.handle
+        ours = schema.OURS.format(k="$1::bigint")
+        probe = (
+            "UPDATE {s}.holders SET renewed_at = clock_timestamp() WHERE stem = $2 "
+            f"AND slot = $3::integer AND job_id = $4 AND {ours} RETURNING true, "
+            "(SELECT request FROM {s}.stops WHERE stem = $2 AND slot = $3::integer "
+            "AND job_id = $4)"
+        )
+        args = [str(held.lock), lease.key.stem, str(lease.slot), held.job_id]
+        try:
+            answer = self.db.probe(probe, args)
+        except self.db.psycopg.OperationalError:
+            return Renewal(False)
+        if answer is None:
+            return Renewal(None)
+        result, sent = answer
+        if result is None or result.status != self.db.psycopg.pq.ExecStatus.TUPLES_OK:
+            return Renewal(None)
+        if result.ntuples != 1:  # no row moved on: the lock or the row is not ours
+            return Renewal(False, None, sent)
+        request = result.get_value(0, 1)
+        return Renewal(True, StopRequest.parse(request) if request else None, sent)
+
+    def release(self, lease: Lease) -> None:
+        held: _Held = lease.handle
+        with self.db.errors("release the lock in"):
+            self._q(
+                "DELETE FROM {s}.holders WHERE stem = %s AND slot = %s AND job_id = %s",
+                lease.key.stem, lease.slot, held.job_id,
+            )  # fmt: skip
+            (ours,) = self._q("SELECT pg_advisory_unlock(%s)", held.lock)[0]
+            self._q("SELECT pg_notify(%s, '')", queue.channel(self.db, lease.key))
+        if not ours:
+            raise StoreError("the lock was lost during the run (its session ended)")
+
+    # -- inspection and control -------------------------------------------------------------
+
+    def _holder_rows(self, stem: str | None = None) -> list[tuple[Any, ...]]:
+        """(stem, slot, record, live) of every holder row: live while its session holds the
+        lock, or its lease is still in force."""
+        where = "" if stem is None else "WHERE stem = %s"
+        held = f"({schema.HELD.format(k='h.lock_key')} OR {schema.LEASE_LEFT.format(h='h.')} > 0)"
+        with self.db.errors("read"):
+            return self._q(
+                f"SELECT stem, slot, record, {held} FROM {{s}}.holders h {where} "
+                "ORDER BY stem, slot",
+                *(() if stem is None else (stem,)),
+            )
+
+    def _slots_held(self, key: JobKey) -> list[tuple[int, Record | None]]:
+        rows = self._holder_rows(key.stem)
+        return [(int(slot), parse(bytes(data))) for _, slot, data, live in rows if live]
+
+    def inspect(self) -> list[KeyState]:
+        states: dict[str, KeyState] = {}
+        for stem, _, data, live in self._holder_rows():
+            state = states.setdefault(stem, KeyState(stem, JobKey.from_stem(stem)))
+            record = parse(bytes(data))
+            if live and record is not None:
+                state.holders.append(record)
+            elif live:
+                state.unrecorded += 1
+            else:
+                state.stale.append(record)
+        held = schema.HELD.format(k="w.lock_key")
+        with self.db.errors("read"):
+            rows = self._q(f"SELECT stem, record FROM {{s}}.waiters w WHERE {held} ORDER BY seq")
+        for stem, data in rows:
+            state = states.setdefault(stem, KeyState(stem, JobKey.from_stem(stem)))
+            if (record := parse(bytes(data))) is not None:
+                state.waiters.append(record)
+        return [state.named() for state in states.values()]
+
+    def _write_stop(self, key: JobKey, slot: int, request: StopRequest) -> None:
+        with self.db.errors("use"):
+            self._q(
+                "INSERT INTO {s}.stops VALUES (%s, %s, %s, %s) ON CONFLICT (stem, slot) "
+                "DO UPDATE SET job_id = excluded.job_id, request = excluded.request",
+                key.stem, slot, request.job_id, request.encode(),
+            )  # fmt: skip
+
+    def stop_request(self, lease: Lease) -> StopRequest | None:
+        held: _Held = lease.handle
+        with self.db.errors("read"):
+            rows = self._q(
+                "DELETE FROM {s}.stops WHERE stem = %s AND slot = %s AND job_id = %s "
+                "RETURNING request",
+                lease.key.stem, lease.slot, held.job_id,
+            )  # fmt: skip
+        return StopRequest.parse(rows[0][0]) if rows else None
+
+    def clean(self, state: KeyState, *, dry_run: bool) -> list[Record | None]:
+        removed: list[Record | None] = []
+        for stem, slot, data, live in self._holder_rows(state.stem):
+            if live:
+                continue
+            lock = lock_key(self.schema, stem, slot)
+            with self.db.errors("clean"):
+                # Hold the slot while removing its row, so a run starting now keeps its own.
+                if not self._q("SELECT pg_try_advisory_lock(%s)", lock)[0][0]:
+                    continue
+                try:
+                    removed.append(parse(bytes(data)))
+                    if not dry_run:
+                        self._q("DELETE FROM {s}.holders WHERE stem = %s AND slot = %s", stem, slot)
+                finally:
+                    self._q("SELECT pg_advisory_unlock(%s)", lock)
+        if not dry_run:
+            held = schema.HELD.format(k="lock_key")
+            with self.db.errors("clean"):
+                self._q(f"DELETE FROM {{s}}.waiters WHERE stem = %s AND NOT {held}", state.stem)
+        return removed
+
+    # -- forgetting a key; the history (history.py) ----------------------------------------------
+
+    def forget(self, key: JobKey, *, dry_run: bool) -> bool:
+        held = f"({schema.HELD.format(k='h.lock_key')} OR {schema.LEASE_LEFT.format(h='h.')} > 0)"
+        waiting = schema.HELD.format(k="w.lock_key")
+        with self.db.errors("forget in"):
+            busy = self._q(
+                f"SELECT EXISTS (SELECT 1 FROM {{s}}.holders h WHERE stem = %s AND {held}) "
+                f"OR EXISTS (SELECT 1 FROM {{s}}.waiters w WHERE stem = %s AND {waiting})",
+                key.stem, key.stem,
+            )[0][0]  # fmt: skip
+            if busy or dry_run:
+                return not busy
+            # Each delete re-checks: a run that starts meanwhile keeps its row.
+            self._q(f"DELETE FROM {{s}}.holders h WHERE stem = %s AND NOT {held}", key.stem)
+            self._q(f"DELETE FROM {{s}}.waiters w WHERE stem = %s AND NOT {waiting}", key.stem)
+            self._q('DELETE FROM {s}.runs WHERE "group" = %s AND name = %s', key.group, key.name)
+        return True
+
+    def add_runs(self, *runs: Run, keep: int | None = None) -> None:
+        history.add(self.db, runs, keep)
+
+    def runs(self, only: KeyFilter, limit: int | None) -> list[Run]:
+        return history.runs(self.db, only, limit)
+
+    def last_runs(self) -> dict[tuple[str, str], Run]:
+        return history.last_runs(self.db)
+
+    def _q(self, sql: str, *args: Any) -> list[tuple[Any, ...]]:
+        return self.db.q(sql, *args)
+
+    def close(self) -> None:
+        self.db.close()

@@ -1,0 +1,298 @@
+"""The Redis store: one instance of a job across many machines (docs/CONTRACT.md §6).
+
+A held slot is a lease with a TTL that the holder's singlerun renews (ticker.py);
+each grant carries a fencing token; release is compare-and-delete. Waiters queue FIFO
+across hosts, each with a ticket lease of its own, and sleep on a pub/sub notification
+(subscribed before they look, and never longer than a third of the TTL, so a lost
+notification costs at most that). History is a capped stream. Every multi-step change is
+one Lua script (scripts.py). redis-py is imported here only, so the file store never pays
+for it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from singlerun.busy import WaitTimeout
+from singlerun.errors import StoreError
+from singlerun.keys import JobKey, KeyFilter
+from singlerun.lease import Lease, Reclaimed, Renewal, StopRequest
+from singlerun.record import Record, encode, parse
+from singlerun.store.base import StoreBase, client, failing_as
+from singlerun.store.protocol import KeyState
+from singlerun.store.redis import scripts
+from singlerun.store.redis.url import RedisURL
+
+if TYPE_CHECKING:
+    from singlerun.history import Run
+
+
+@dataclass
+class _Held:
+    value: str  # "JOB_ID FENCE": what the lease key holds while it is ours
+
+
+_AUTH_REPLIES = ("WRONGPASS", "NOAUTH", "NOPERM", "invalid username-password", "HELLO")
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+class RedisStore(StoreBase):
+    kind = "redis"
+
+    @classmethod
+    def open(cls, url: str, ttl: float) -> RedisStore:
+        from singlerun.store.redis.url import parse
+
+        return cls(parse(url), ttl)
+
+    def __init__(self, url: RedisURL, ttl: float) -> None:
+        redis = client("redis", "Redis", "redis-py", "redis")
+        from redis.backoff import NoBackoff
+        from redis.retry import Retry
+
+        self._redis_error = redis.RedisError
+        self.location = url.location
+        self.ttl = ttl
+        self.prefix = url.prefix
+        # Far below the TTL: a stuck call must not outlast the lease (redis-py's own default
+        # retries would); retrying is the ticker's business, bounded by the lease.
+        # Typed as Any: redis-py's stubs disagree with its own documented call forms.
+        self.client: Any = redis.Redis(
+            host=url.host or "localhost",
+            port=url.port,
+            unix_socket_path=url.path or None,
+            db=url.db,
+            username=url.username,
+            password=url.password,
+            ssl=url.scheme == "rediss",
+            socket_connect_timeout=url.connect_timeout,
+            socket_timeout=max(0.2, min(ttl / 3, url.connect_timeout)),
+            socket_keepalive=True,
+            retry=Retry(NoBackoff(), 0),
+            client_name="singlerun",
+        )
+        try:
+            self.client.ping()
+        except (redis.AuthenticationError, redis.ResponseError) as exc:
+            # WRONGPASS, NOAUTH and a server that wants HELLO: say what it is, never how.
+            text = str(exc)
+            if not isinstance(exc, redis.ResponseError) or text.startswith(_AUTH_REPLIES):
+                who = f"user {url.username}" if url.username else "the default user"
+                raise StoreError(
+                    f"authentication failed for {who} on {self.location} (check the "
+                    "password in the URL or REDISCLI_AUTH)"
+                ) from None
+            raise StoreError(f"cannot reach {self.location}: {exc}") from None
+        except self._redis_error as exc:
+            raise StoreError(f"cannot reach {self.location}: {exc}") from None
+        self._scripts = {
+            name: self.client.register_script(getattr(scripts, name)) for name in scripts.NAMES
+        }
+
+    def _errors(self, action: str) -> contextlib.AbstractContextManager[None]:
+        return failing_as(self.location, action, self._redis_error)
+
+    def _run(self, name: str, *args: str | int | bytes) -> Any:
+        with self._errors("use"):
+            return self._scripts[name](keys=[], args=list(args))
+
+    def _base(self, key: JobKey) -> str:
+        return f"{self.prefix}{{{key.stem}}}"
+
+    @property
+    def _ttl_ms(self) -> int:
+        return max(1, int(self.ttl * 1000))
+
+    # -- acquiring ---------------------------------------------------------------------------
+
+    def _grant(self, key: JobKey, me: Record, slots: int, waiting: bool) -> Lease | None:
+        base = self._base(key)
+        asked = time.monotonic()  # the lease's clock starts no later than the server's
+        args = (base, slots, me.job_id, self._ttl_ms, int(waiting), encode(me))
+        reply = self._run("ACQUIRE", *args, key.stem, f"{self.prefix}keys")
+        if int(reply[0]) < 0:
+            return None
+        slot, fence = int(reply[0]), str(int(reply[1]))
+        left = reply[2]
+        reclaimed = None if not left else Reclaimed(parse(left))
+        held = _Held(f"{me.job_id} {fence}")
+        return Lease(key, slot, fence, self.ttl, None, reclaimed, held, asked)
+
+    def _try(self, key: JobKey, me: Record, slots: int) -> Lease | None:
+        return self._grant(key, me, slots, waiting=False)
+
+    def _queue(self, key: JobKey, me: Record, slots: int, deadline: float | None) -> Lease:
+        base = self._base(key)
+        lease = None
+        with self._errors("wait on"):
+            pubsub = self.client.pubsub(ignore_subscribe_messages=True)
+        try:
+            with self._errors("wait on"):
+                pubsub.subscribe(f"{base}:free")  # before looking: no wake-up is lost
+            enqueue = (base, me.job_id, self._ttl_ms, encode(me), key.stem, f"{self.prefix}keys")
+            self._run("ENQUEUE", *enqueue)
+            while (lease := self._grant(key, me, slots, waiting=True)) is None:
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    raise WaitTimeout(key, [])
+                # A third of the TTL at most: our ticket is renewed, and a missed message
+                # (or a waiter ahead that died silently) costs no more than that.
+                timeout = self.ttl / 3 if remaining is None else min(self.ttl / 3, remaining)
+                with self._errors("wait on"):
+                    pubsub.get_message(timeout=timeout)
+                self._run("ENQUEUE", *enqueue)  # renews the ticket; keeps our place
+            return lease
+        finally:
+            if lease is None:
+                with contextlib.suppress(StoreError):
+                    self._run("LEAVE", base, me.job_id)
+            with contextlib.suppress(Exception):
+                pubsub.close()
+
+    def regrant(self, lease: Lease, job_id: str) -> None:
+        held: _Held = lease.handle
+        fence = self._run("REGRANT", self._base(lease.key), lease.slot, held.value, job_id)
+        if not fence:
+            raise StoreError("the lease was lost between two attempts")
+        lease.token = _text(fence)
+        held.value = f"{job_id} {lease.token}"
+
+    def publish(self, lease: Lease, record: Record) -> None:
+        held: _Held = lease.handle
+        self._run("PUBLISH", self._base(lease.key), lease.slot, held.value, encode(record))
+
+    def renew(self, lease: Lease) -> Renewal:
+        held: _Held = lease.handle
+        try:
+            reply = self._scripts["RENEW"](
+                keys=[], args=[self._base(lease.key), lease.slot, held.value, self._ttl_ms]
+            )
+        except self._redis_error:
+            return Renewal(None, None)
+        # A reply of another shape is not an answer: as if the server could not be asked
+        # (the lease then runs out on its deadline), never a crash that frees the key.
+        if not isinstance(reply, list) or len(reply) != 2 or reply[0] not in (0, 1):
+            return Renewal(None, None)
+        return Renewal(bool(reply[0]), StopRequest.parse(reply[1]) if reply[1] else None)
+
+    def release(self, lease: Lease) -> None:
+        held: _Held = lease.handle
+        job_id = held.value.split(" ")[0]
+        if not self._run("RELEASE", self._base(lease.key), lease.slot, held.value, job_id):
+            raise StoreError("the lease was lost during the run (it expired or was taken)")
+
+    # -- inspection and control ----------------------------------------------------------------
+
+    def _inspect(self, stem: str) -> tuple[list[Any], ...]:
+        """(held slots, their records, stale slots, their records, waiters' records)."""
+        return tuple(self._run("INSPECT", f"{self.prefix}{{{stem}}}"))
+
+    def _slots_held(self, key: JobKey) -> list[tuple[int, Record | None]]:
+        held, held_recs, *_ = self._inspect(key.stem)
+        return [(int(s), parse(d)) for s, d in zip(held, held_recs, strict=True)]
+
+    def inspect(self) -> list[KeyState]:
+        with self._errors("read"):
+            stems = sorted(_text(s) for s in self.client.smembers(f"{self.prefix}keys"))
+        states = []
+        for stem in stems:
+            _, held_recs, _, stale_recs, waiters = self._inspect(stem)
+            holders = [r for d in held_recs if (r := parse(d))]
+            state = KeyState(
+                stem,
+                JobKey.from_stem(stem),
+                holders=holders,
+                unrecorded=len(held_recs) - len(holders),
+                stale=[parse(d) for d in stale_recs],
+                waiters=[r for d in waiters if (r := parse(d))],
+            )
+            states.append(state.named())
+        return states
+
+    def _write_stop(self, key: JobKey, slot: int, request: StopRequest) -> None:
+        self._run("STOP", self._base(key), slot, request.job_id, request.encode())
+
+    def stop_request(self, lease: Lease) -> StopRequest | None:
+        with self._errors("read"):
+            data = self.client.get(f"{self._base(lease.key)}:stop:{lease.slot}")
+        request = StopRequest.parse(data) if data else None
+        held: _Held = lease.handle
+        if request is None or request.job_id != held.value.split(" ")[0]:
+            return None
+        return request
+
+    def clean(self, state: KeyState, *, dry_run: bool) -> list[Record | None]:
+        base = f"{self.prefix}{{{state.stem}}}"
+        _, _, stale, _, _ = self._inspect(state.stem)
+        removed: list[Record | None] = []
+        for slot in stale:
+            data = self._run("CLEAN", base, int(slot), int(dry_run))
+            if data:
+                removed.append(parse(data))
+        return removed
+
+    def forget(self, key: JobKey, *, dry_run: bool) -> bool:
+        from singlerun.keys import MAX_SLOTS
+
+        args = (self._base(key), key.stem, f"{self.prefix}keys", int(dry_run), MAX_SLOTS)
+        if not int(self._run("FORGET", *args)):
+            return False
+        if not dry_run:  # its runs: found by reading the stream, removed by ID
+            stream = f"{self.prefix}history"
+            ids = [
+                i
+                for i, run in self._history_entries()
+                if (run.group, run.name) == (key.group, key.name)
+            ]
+            with self._errors("forget in"):
+                for start in range(0, len(ids), 500):
+                    self.client.xdel(stream, *ids[start : start + 500])
+        return True
+
+    # -- history: a capped stream ------------------------------------------------------------
+
+    def add_runs(self, *runs: Run, keep: int | None = None) -> None:
+        from singlerun.history import KEEP, journal_line
+
+        with self._errors("write the run history to"):
+            pipe = self.client.pipeline(transaction=False)
+            for run in runs:
+                pipe.xadd(f"{self.prefix}history", {"run": journal_line(run)}, maxlen=keep or KEEP)
+            pipe.execute()
+
+    def _history_entries(self, batch: int = 500) -> Iterator[tuple[str, Run]]:
+        """(stream entry ID, run), newest first."""
+        from singlerun.history import parse_journal
+
+        stream, top = f"{self.prefix}history", "+"
+        while True:
+            with self._errors("read the run history from"):
+                entries = self.client.xrevrange(stream, max=top, min="-", count=batch)
+            for entry_id, fields in entries:
+                for run in parse_journal(fields.get(b"run", b"")):
+                    yield _text(entry_id), run
+                top = f"({_text(entry_id)}"
+            if len(entries) < batch:
+                return
+
+    def runs(self, only: KeyFilter, limit: int | None) -> list[Run]:
+        found = [r for _, r in self._history_entries() if only.matches(JobKey(r.group, r.name))]
+        found.sort(key=lambda r: (r.started_at, r.job_id), reverse=True)  # as the file store
+        return found if limit is None else found[:limit]
+
+    def last_runs(self) -> dict[tuple[str, str], Run]:
+        last: dict[tuple[str, str], Run] = {}
+        for _, run in self._history_entries():
+            last.setdefault((run.group, run.name), run)
+        return last
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self.client.close()

@@ -1,0 +1,66 @@
+"""Taking the key: a free slot, else the conflict (exit 75 or --conflict-exit-code), the
+queue (--wait, --wait-timeout) or, with --replace, stopping the oldest holder first."""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING
+
+from singlerun import say, signals
+from singlerun.busy import LockBusy, WaitTimeout
+from singlerun.errors import NotPermitted
+
+if TYPE_CHECKING:
+    from singlerun.lease import Lease
+    from singlerun.record import Record
+    from singlerun.runconfig import RunConfig
+    from singlerun.store.protocol import Store
+
+
+def _conflict(cfg: RunConfig, busy: LockBusy, why: str = "") -> LockBusy:
+    """The conflict as the user sees it: the code they chose, one line (none with -q)."""
+    from singlerun import render  # lazy: only conflicts are worded
+
+    busy.exit_code = cfg.conflict_exit_code
+    busy.message = "" if cfg.quiet else render.busy(busy, isinstance(busy, WaitTimeout)) + why
+    return busy
+
+
+def take(store: Store, cfg: RunConfig, me: Record) -> Lease:
+    deadline = None if cfg.wait_timeout is None else time.monotonic() + cfg.wait_timeout
+    replaced: set[str] = set()
+    while True:
+        try:
+            return store.acquire(
+                cfg.key,
+                me,
+                slots=cfg.max_concurrent,
+                wait=cfg.wait and not cfg.replace,
+                deadline=deadline,
+            )
+        except LockBusy as busy:
+            signals.checkpoint()  # a signal that arrived meanwhile wins over the conflict
+            oldest = min(busy.holders, key=lambda r: r.started_at, default=None)
+            # Stopped once and still holding: a process the record does not name (one its
+            # job left behind) has the lock, and stopping the run again would not free it.
+            if not cfg.replace or oldest is None or oldest.job_id in replaced:
+                raise _conflict(cfg, busy) from None
+            conflict = busy
+        # --replace: stop the oldest instance, then race for its slot again.
+        from singlerun.stopping import Unverifiable, stop_run  # lazy: psutil, --replace only
+
+        replaced.add(oldest.job_id)
+        if cfg.verbose:
+            say(f"{cfg.key}: replacing job {oldest.job_id} (pid {oldest.pid})")
+        timeout = cfg.kill_after + 10 if deadline is None else deadline - time.monotonic()
+        try:
+            stop_run(
+                store,
+                oldest,
+                sig=cfg.signal,
+                kill_after=cfg.kill_after,
+                timeout=max(0.0, timeout),
+                reason="replaced",
+            )
+        except (NotPermitted, Unverifiable) as exc:  # a conflict, with the reason
+            raise _conflict(cfg, conflict, f"; cannot replace it: {exc.message}") from None

@@ -1,0 +1,1 @@
+"""What the tests and the benchmarks both use: real servers on loopback ports (servers.py)."""
