@@ -4,22 +4,24 @@ import os
 import re
 import shutil
 import subprocess
+import sys
+import tarfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
+def _fresh_copy(to: Path) -> Path:
+    """The source tree as a clone has it: no virtual environment, caches or build output."""
+    junk = (".venv", ".git", "__pycache__", "*.egg-info", "build", "dist", ".*_cache")
+    shutil.copytree(ROOT, to, ignore=shutil.ignore_patterns(*junk))
+    return to
+
+
 def test_readme_install_command_runs_a_job_and_installs_the_man_page(tmp_path):
     first = re.search(r"```sh\n(.*?)\n```", (ROOT / "README.md").read_text(), re.S).group(1)
     assert "pip install" in first and "singlerun" in first
-    copy = tmp_path / "singlerun"
-    shutil.copytree(
-        ROOT,
-        copy,
-        ignore=shutil.ignore_patterns(
-            ".venv", ".git", "__pycache__", "*.egg-info", "build", ".pytest_cache", ".ruff_cache"
-        ),
-    )
+    copy = _fresh_copy(tmp_path / "singlerun")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SINGLERUN_", "VIRTUAL_ENV"))}
     env["TMPDIR"] = str(tmp_path)  # the default lock directory goes there
     r = subprocess.run(
@@ -29,3 +31,35 @@ def test_readme_install_command_runs_a_job_and_installs_the_man_page(tmp_path):
     assert r.stdout == "hello from singlerun\n"
     man = copy / ".venv" / "share" / "man" / "man1" / "singlerun.1"
     assert man.read_text() == (ROOT / "man" / "singlerun.1").read_text()
+
+
+def test_build_makes_an_sdist_and_a_wheel_that_installs_and_runs_in_a_clean_venv(tmp_path):
+    copy = _fresh_copy(tmp_path / "src")
+    dist = tmp_path / "dist"
+    r = subprocess.run(
+        [sys.executable, "-m", "build", "--outdir", str(dist), str(copy)],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr[-2000:]
+    (sdist,) = dist.glob("singlerun-*.tar.gz")
+    (wheel,) = dist.glob("singlerun-*-py3-none-any.whl")
+    with tarfile.open(sdist) as tar:
+        names = {n.split("/", 1)[1] for n in tar.getnames() if "/" in n}
+    assert {"LICENSE", "README.md", "man/singlerun.1", "singlerun/store/base.py"} <= names
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SINGLERUN_", "VIRTUAL_ENV"))}
+    env["SINGLERUN_LOCK_DIR"] = str(tmp_path / "locks")
+    # `build` made the wheel from the sdist, so installing the wheel proves both.
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
+    pip = [str(venv / "bin" / "python"), "-m", "pip", "install", "-q", str(wheel)]
+    r = subprocess.run(pip, capture_output=True, text=True, timeout=300, env=env)
+    assert r.returncode == 0, r.stderr[-2000:]
+    run = [str(venv / "bin" / "singlerun"), "-n", "t", "--", "echo", "installed"]
+    r = subprocess.run(run, capture_output=True, text=True, timeout=60, env=env, cwd=tmp_path)
+    assert (r.returncode, r.stdout, r.stderr) == (0, "installed\n", "")
+    r = subprocess.run(
+        [str(venv / "bin" / "python"), "-m", "singlerun", "history", "-n", "t", "--json"],
+        capture_output=True, text=True, timeout=60, env=env, cwd=tmp_path,
+    )  # fmt: skip
+    assert r.returncode == 0 and '"outcome": "ok"' in r.stdout, r.stdout + r.stderr
+    assert (venv / "share" / "man" / "man1" / "singlerun.1").exists()
