@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, unquote, urlencode, urlunsplit
 
-from singlerun.errors import UsageError
+from singlerun.store.url import bad_url, split
 
 SCHEMES = ("postgresql", "postgres")
 DEFAULT_SCHEMA = "singlerun"
@@ -33,25 +33,15 @@ class PostgresURL:
     location: str  # for messages: no password, ever
 
 
-def _bad(why: str) -> UsageError:
-    return UsageError(f"invalid --backend URL: {why}")
-
-
 def parse(url: str) -> PostgresURL:
-    try:
-        parts = urlsplit(url)
-        port = parts.port
-    except ValueError as exc:
-        raise _bad(str(exc)) from None
-    if parts.scheme.lower() not in SCHEMES:
-        raise _bad(f"unknown scheme {parts.scheme!r}")
+    parts, port = split(url, SCHEMES)
     params = parse_qsl(parts.query, keep_blank_values=True)
     ours = {k: v for k, v in params if k == "schema"}
     schema = ours.get("schema", DEFAULT_SCHEMA)
     if not _IDENTIFIER.fullmatch(schema):
-        raise _bad("schema must be a lower-case SQL identifier (letters, digits, _)")
+        raise bad_url("schema must be a lower-case SQL identifier (letters, digits, _)")
     if schema in _NOT_OURS or schema.startswith("pg_"):
-        raise _bad(f"schema {schema!r} is not singlerun's to create tables in: name its own")
+        raise bad_url(f"schema {schema!r} is not singlerun's to create tables in: name its own")
     theirs = [(k, v) for k, v in params if k != "schema"]
     given = dict(theirs)
     if "connect_timeout" not in given:
@@ -59,7 +49,7 @@ def parse(url: str) -> PostgresURL:
     elif not (given["connect_timeout"].isascii() and given["connect_timeout"].isdigit()) or (
         int(given["connect_timeout"]) < 1
     ):  # libpq reads 0 as "wait forever", which a black-holed server then makes true
-        raise _bad("connect_timeout must be a whole number of seconds, at least 1")
+        raise bad_url("connect_timeout must be a whole number of seconds, at least 1")
     conninfo = urlunsplit(parts._replace(query=urlencode(theirs)))
     user = f"{unquote(parts.username)}@" if parts.username else ""
     host = parts.hostname or dict(theirs).get("host", "")

@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from urllib.parse import parse_qs, unquote, urlsplit
+from urllib.parse import parse_qs, unquote
 
 from singlerun.durations import parse_duration
-from singlerun.errors import UsageError
+from singlerun.store.url import bad_url, split
 
 DEFAULT_PREFIX = "singlerun:"
 DEFAULT_CONNECT_TIMEOUT = 5.0
@@ -45,52 +45,42 @@ class RedisURL:
         return f"{self.scheme}://{user}{host}:{self.port}/{self.db}"
 
 
-def _bad(url: str, why: str) -> UsageError:
-    return UsageError(f"invalid --backend URL: {why}")
-
-
 def parse(url: str) -> RedisURL:
-    try:
-        parts = urlsplit(url)
-        port = parts.port
-    except ValueError as exc:
-        raise _bad(url, str(exc)) from None
-    if parts.scheme not in SCHEMES:
-        raise _bad(url, f"unknown scheme {parts.scheme!r}")  # store.STORES sent it here
+    parts, port = split(url, SCHEMES)
     if parts.scheme != "unix" and not parts.netloc:  # redis:/host:6379/0, a slash short
-        raise _bad(url, f"no host: write {parts.scheme}://HOST[:PORT][/DB], with two slashes")
+        raise bad_url(f"no host: write {parts.scheme}://HOST[:PORT][/DB], with two slashes")
     if port == 0:  # would quietly mean 6379, another server perhaps
-        raise _bad(url, "the port must be 1 to 65535")
+        raise bad_url("the port must be 1 to 65535")
     if parts.hostname:
         try:
             parts.hostname.encode("idna")  # what the connection will do with it
         except UnicodeError:
-            raise _bad(url, "bad host name: a label is empty or over 63 characters") from None
+            raise bad_url("bad host name: a label is empty or over 63 characters") from None
     query = parse_qs(parts.query, keep_blank_values=True)
     unknown = set(query) - {"prefix", "connect_timeout", "db"}
     if unknown:
-        raise _bad(url, f"unknown parameter {sorted(unknown)[0]!r}")
+        raise bad_url(f"unknown parameter {sorted(unknown)[0]!r}")
     one = {k: v[-1] for k, v in query.items()}
     db_text = one.get("db", "") if parts.scheme == "unix" else parts.path.lstrip("/")
     if parts.scheme != "unix" and "db" in one:
-        raise _bad(url, "give the database number as the path (/N)")
+        raise bad_url("give the database number as the path (/N)")
     digits = db_text or "0"
     if not (digits.isascii() and digits.isdigit()) or int(digits) > MAX_DB:
-        raise _bad(url, f"the database must be a number 0 to {MAX_DB}, not {db_text!r}")
+        raise bad_url(f"the database must be a number 0 to {MAX_DB}, not {db_text!r}")
     if parts.scheme == "unix":
         if not parts.path:
-            raise _bad(url, "unix:// needs the socket's path")
+            raise bad_url("unix:// needs the socket's path")
     elif not parts.hostname:
-        raise _bad(url, "no host")
+        raise bad_url("no host")
     try:
         timeout = parse_duration(one.get("connect_timeout", "5s"))
     except ValueError as exc:
-        raise _bad(url, str(exc)) from None
+        raise bad_url(str(exc)) from None
     if not 0 < timeout <= 600:
-        raise _bad(url, "connect_timeout must be more than 0 and at most 10m")
+        raise bad_url("connect_timeout must be more than 0 and at most 10m")
     prefix = one.get("prefix", DEFAULT_PREFIX)
     if not prefix or any(ord(c) < 0x20 for c in prefix):
-        raise _bad(url, "the prefix must be non-empty printable text")
+        raise bad_url("the prefix must be non-empty printable text")
     password = unquote(parts.password) if parts.password else os.environ.get("REDISCLI_AUTH")
     return RedisURL(
         scheme=parts.scheme,
