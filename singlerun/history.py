@@ -67,8 +67,36 @@ def journal_line(run: Run) -> bytes:
     return dumps(astuple(run)).encode() + b"\n"
 
 
+def sound(run: Run) -> bool:
+    """Every field of the type singlerun writes, and every number finite: a row is data
+    from a file or a server that others can write (issue 18), and one bad row must not
+    make `status`, `history` or `check` fail for everyone."""
+    import math
+
+    def number(v: object, none: bool = False) -> bool:
+        if v is None:
+            return none
+        return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+
+    def integer(v: object, none: bool = False) -> bool:
+        return (none and v is None) or (isinstance(v, int) and not isinstance(v, bool))
+
+    texts = (run.job_id, run.group, run.name, run.host, run.outcome, run.command, run.run_id)
+    return (
+        all(isinstance(t, str) for t in texts)
+        and integer(run.pid)
+        and number(run.started_at)
+        and number(run.ended_at, none=True)
+        and integer(run.exit_status, none=True)
+        and integer(run.attempt)
+        and abs(run.started_at) < 1e11  # seconds: within the next 3,000 years
+        and (run.ended_at is None or abs(run.ended_at) < 1e11)
+    )
+
+
 def parse_journal(data: bytes) -> list[Run]:
-    """The rows in a journal's bytes; a torn or foreign line is skipped, never fatal."""
+    """The rows in a journal's bytes; a torn, foreign or forged line is skipped, never
+    fatal."""
     import json  # lazy: a run only appends
 
     runs = []
@@ -78,7 +106,6 @@ def parse_journal(data: bytes) -> list[Run]:
             run = Run(*values)
         except (ValueError, TypeError, RecursionError):
             continue
-        types_ok = isinstance(run.job_id, str) and isinstance(run.started_at, int | float)
-        if types_ok and isinstance(run.command, str):
+        if sound(run):
             runs.append(run)
     return runs

@@ -25,7 +25,7 @@ from collections.abc import Iterator
 from dataclasses import astuple, fields
 
 from singlerun.errors import StoreError
-from singlerun.history import KEEP, Run, journal_line, parse_journal
+from singlerun.history import KEEP, Run, journal_line, parse_journal, sound
 from singlerun.keystats import KeyStats
 from singlerun.store.files import ledgerstats
 from singlerun.store.files.journal import JOURNAL, lock_within
@@ -261,7 +261,7 @@ class Ledger:
             if db is None:
                 return []
             try:
-                return [Run(*row) for row in db.execute(sql, args)]
+                return [r for row in db.execute(sql, args) if sound(r := Run(*row))]
             finally:
                 db.close()
 
@@ -308,6 +308,7 @@ class Ledger:
                     f"SELECT {_COLUMNS} FROM runs r WHERE started_at = (SELECT MAX(started_at) "
                     'FROM runs WHERE "group" = r."group" AND name = r.name)'
                 )
-                return {(run.group, run.name): run for run in (Run(*row) for row in rows)}
+                runs = (r for row in rows if sound(r := Run(*row)))
+                return {(run.group, run.name): run for run in runs}
             finally:
                 db.close()

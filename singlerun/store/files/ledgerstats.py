@@ -14,7 +14,7 @@ from __future__ import annotations
 import sqlite3
 from dataclasses import fields
 
-from singlerun.history import Run
+from singlerun.history import Run, sound
 from singlerun.keystats import KeyStats
 
 _NAMES = [f.name for f in fields(Run)]
@@ -111,6 +111,8 @@ def read(
         return
     for row in db.execute(f"SELECT kind, {_COLUMNS} FROM newest WHERE 1{where}", args):
         run = Run(*row[1:])
+        if not sound(run):  # a row a member of a shared directory forged
+            continue
         entry = stats.setdefault((run.group, run.name), KeyStats())
         if row[0] == "last":
             entry.last = run
@@ -129,9 +131,11 @@ def _scan(
     # SQLite fills the other columns from the row with the MAX (its "bare columns" rule).
     newest = f"SELECT {_COLUMNS}, MAX(started_at) FROM runs WHERE %s{where} GROUP BY 2, 3"
     for row in db.execute(newest % "1", args):
-        stats.setdefault((row[1], row[2]), KeyStats()).last = Run(*row[:-1])
+        if sound(run := Run(*row[:-1])):
+            stats.setdefault((run.group, run.name), KeyStats()).last = run
     for row in db.execute(newest % "outcome = 'ok'", args):
-        stats.setdefault((row[1], row[2]), KeyStats()).last_success = Run(*row[:-1])
+        if sound(run := Run(*row[:-1])):
+            stats.setdefault((run.group, run.name), KeyStats()).last_success = run
     counts = f'SELECT "group", name, outcome, COUNT(*) FROM runs WHERE 1{where} GROUP BY 1, 2, 3'
     for group, name, outcome, count in db.execute(counts, args):
         entry = stats.setdefault((group, name), KeyStats())
