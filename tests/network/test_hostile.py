@@ -7,14 +7,16 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import signal
 import subprocess
 import time
 
 import psutil
 
 from singlerun.keys import JobKey
+from singlerun.lease import StopRequest
 from singlerun.record import Record, encode
-from tests.conftest import stop
+from tests.conftest import stop, wait_for
 
 
 def _holder_job_id(rr, name: str) -> str:
@@ -103,3 +105,83 @@ def test_a_forged_stop_request_neither_crashes_the_holder_nor_frees_its_key(rr, 
     err = holder.stderr.read()
     assert "internal error" not in err and "Traceback" not in err, err
     assert code == 0, (code, err)  # its job ends on the SIGTERM singlerun passes on
+
+
+def test_a_release_after_the_lease_was_lost_leaves_the_next_holders_stop_request(
+    rr, redis_server, prefix
+):
+    """Issue 18: RELEASE deleted the slot's stop request even when the lease was no longer
+    ours, erasing a request meant for the next holder."""
+    first = rr.start("-n", "s", "--lease-ttl", "1s", "--", "sleep", "30")
+    wait_for(lambda: rr.run("status", "-n", "s").returncode == 0, what="first holds")
+    first.send_signal(signal.SIGSTOP)  # its lease runs out; its watchdog kills its job
+    # A short lease: a waiter looks again every third of it (an expiry sends no message).
+    second, _ = rr.start_holder("-n", "s", "--wait-timeout", "10s", "--lease-ttl", "3s")
+    job = _holder_job_id(rr, "s")
+    db = redis_server.client()
+    stop_key = f"{prefix}{{{JobKey('default', 's').stem}}}:stop:0"
+    db.set(stop_key, StopRequest("stopped", job, 0, 10.0).encode())  # for the new holder
+    first.send_signal(signal.SIGCONT)
+    assert first.wait(10) == 125  # it finds its lease lost, and releases
+    assert db.get(stop_key) is not None
+    stop(second)
+
+
+def test_a_newcomer_does_not_pass_a_live_waiter_at_the_head_of_the_queue(rr):
+    """Issue 18: on Redis a run without --wait took a slot that had just freed while a
+    waiter was queued; the head of the queue goes first, as on the other stores."""
+    holder, _ = rr.start_holder("-n", "q")
+    waiter = rr.start("-n", "q", "--wait", "--", "echo", "waited")
+    wait_for(
+        lambda: json.loads(rr.run("status", "--json", "-n", "q").stdout)[0]["waiters"],
+        what="queued",
+    )
+    waiter.send_signal(signal.SIGSTOP)  # alive and queued, but slow to take its turn
+    assert stop(holder) == 0
+    r = rr.run("-n", "q", "--", "echo", "barged")
+    assert (r.returncode, r.stdout) == (75, ""), r.stderr
+    waiter.send_signal(signal.SIGCONT)
+    assert waiter.wait(15) == 0 and waiter.stdout.read() == "waited\n"
+
+
+def test_wait_timeout_holds_behind_a_dead_holders_lease(rr, postgres_server):
+    """Issue 18: PostgreSQL waited out a SIGKILLed holder's whole lease (20 s) whatever
+    --wait-timeout said, then ran the job."""
+    holder = rr.start("-n", "d", "--lease-ttl", "20s", "--", "sleep", "60")
+    wait_for(lambda: rr.run("status", "-n", "d").returncode == 0, what="running")
+    holder.kill()  # its session ends; its row's lease keeps the slot for 20 s
+    holder.wait()
+    t0 = time.monotonic()
+    r = rr.run("-n", "d", "--wait-timeout", "2s", "--", "echo", "ran")
+    took = time.monotonic() - t0
+    assert (r.returncode, r.stdout) == (75, ""), r.stderr
+    assert r.stderr.startswith("singlerun: gave up waiting for default/d"), r.stderr
+    assert 1.5 < took < 8, took
+
+
+def test_forged_history_rows_are_skipped_by_every_reader(rr, server, ns):
+    """Issue 18.5: a row with a group that is a list, a start of 1e300 or an end that is
+    text made `status`, `history`, `check` and `metrics` exit 125 for every user."""
+    assert rr.run("-n", "h", "--", "true").returncode == 0
+    forged = [
+        b'["F1", ["a"], "h", "host", 1, 1000.0, 1001.0, 0, "ok", "[]", 1, ""]',
+        b'["F2", "default", "h", "host", 1, 1e300, 1001.0, 0, "ok", "[]", 1, ""]',
+        b'["F3", "default", "h", "host", 1, 1000.0, "later", 0, "ok", "[]", 1, ""]',
+        b'["F4", "default", "h", "host", -5, 1000.0, 1001.0, 0, "ok", 7, 1, ""]',
+    ]
+    for i, line in enumerate(forged):
+        if server.kind == "redis":
+            server.client().xadd(f"{ns}:history", {"run": line + b"\n"})
+        else:
+            server.sql(
+                f'INSERT INTO "{ns}".runs (job_id, "group", name, started_at, line) '
+                "VALUES (%s, 'default', 'h', %s, %s)",
+                f"F{i + 1}", 2e9 + i, line + b"\n",
+            )  # fmt: skip
+    for args in (["history", "--json"], ["history", "--summary"], ["status", "--all"],
+                 ["check", "-n", "h", "--max-age", "1h"], ["metrics"]):  # fmt: skip
+        r = rr.run(*args)
+        assert r.returncode == 0, (args, r.stderr)
+        assert "internal error" not in r.stderr and "F1" not in r.stdout, (args, r.stderr)
+    (row,) = json.loads(rr.run("history", "--json").stdout)
+    assert row["outcome"] == "ok"

@@ -1,14 +1,15 @@
-"""The PostgreSQL store's run history: a table of journal lines, trimmed to the newest
---history-size runs every 100 inserts."""
+"""A key's past on PostgreSQL: the run history (a table of journal lines, trimmed to the
+newest --history-size runs every 100 inserts), and forgetting an idle key."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
 from singlerun.history import KEEP, Run, journal_line, parse_journal
+from singlerun.store.postgres import schema
 
 if TYPE_CHECKING:
-    from singlerun.keys import KeyFilter
+    from singlerun.keys import JobKey, KeyFilter
     from singlerun.store.postgres.session import Session
 
 _TRIM_EVERY = 100  # runs between two trims of the history
@@ -48,3 +49,22 @@ def last_runs(db: Session) -> dict[tuple[str, str], Run]:
         'ORDER BY "group", name, started_at DESC',
     )
     return {(r.group, r.name): r for r in runs}
+
+
+def forget(db: Session, key: JobKey, dry_run: bool) -> bool:
+    """`clean --idle`: the rows of a key nobody holds or waits for, and its runs."""
+    held = f"({schema.HELD.format(k='h.lock_key')} OR {schema.LEASE_LEFT.format(h='h.')} > 0)"
+    waiting = schema.HELD.format(k="w.lock_key")
+    with db.errors("forget in"):
+        busy = db.q(
+            f"SELECT EXISTS (SELECT 1 FROM {{s}}.holders h WHERE stem = %s AND {held}) "
+            f"OR EXISTS (SELECT 1 FROM {{s}}.waiters w WHERE stem = %s AND {waiting})",
+            key.stem, key.stem,
+        )[0][0]  # fmt: skip
+        if busy or dry_run:
+            return not busy
+        # Each delete re-checks: a run that starts meanwhile keeps its row.
+        db.q(f"DELETE FROM {{s}}.holders h WHERE stem = %s AND NOT {held}", key.stem)
+        db.q(f"DELETE FROM {{s}}.waiters w WHERE stem = %s AND NOT {waiting}", key.stem)
+        db.q('DELETE FROM {s}.runs WHERE "group" = %s AND name = %s', key.group, key.name)
+    return True

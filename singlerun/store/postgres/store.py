@@ -57,11 +57,14 @@ class PostgresStore(StoreBase):
     def _slot_lock(self, key: JobKey, slot: int) -> int:
         return lock_key(self.schema, key.stem, slot)
 
-    def _grant(self, key: JobKey, slot: int, me: Record, waiting: bool) -> Lease | None:
+    def _grant(
+        self, key: JobKey, slot: int, me: Record, waiting: bool, deadline: float | None = None
+    ) -> Lease | None:
         """We hold the slot's lock. A row left by a holder whose session died may still be
         in force (its job may still run): not waiting, the slot is taken; waiting, we sleep
-        (holding the lock, so that nobody passes us) until it ends. Then take a fencing
-        token and reclaim what was left."""
+        (holding the lock, so that nobody passes us) until it ends, or until `deadline`
+        (--wait-timeout) if that comes first. Then take a fencing token and reclaim what
+        was left."""
         lock = self._slot_lock(key, slot)
         left = self._q(
             f"SELECT record, {schema.LEASE_LEFT.format(h='')} FROM {{s}}.holders "
@@ -72,6 +75,11 @@ class PostgresStore(StoreBase):
             if not waiting:
                 self._q("SELECT pg_advisory_unlock(%s)", lock)
                 return None
+            ends = time.monotonic() + float(left[0][1])
+            if deadline is not None and ends > deadline:
+                time.sleep(max(0.0, deadline - time.monotonic()))
+                self._q("SELECT pg_advisory_unlock(%s)", lock)
+                raise self.db.psycopg.errors.LockNotAvailable("--wait-timeout")
             time.sleep(float(left[0][1]))  # interruptible: a signal ends the session
         (fence,) = self._q("SELECT nextval('{s}.fence')")[0]
         asked = time.monotonic()  # before the row's lease starts on the server's clock
@@ -87,30 +95,31 @@ class PostgresStore(StoreBase):
         held = _Held(me.job_id, lock)
         return Lease(key, slot, str(fence), self.ttl, None, reclaimed, held, asked)
 
-    def _sleep_on_slot(self, key: JobKey, me: Record) -> Lease:
+    def _sleep_on_slot(self, key: JobKey, me: Record, deadline: float | None) -> Lease:
         self._q("SELECT pg_advisory_lock(%s)", self._slot_lock(key, 0))
-        lease = self._grant(key, 0, me, waiting=True)
+        lease = self._grant(key, 0, me, True, deadline)
         assert lease is not None  # waiting: it sleeps out a lease still in force
         return lease
 
-    def _take(self, key: JobKey, slots: int, me: Record, waiting: bool = False) -> Lease | None:
-        for slot in range(slots):
+    def _take(self, key: JobKey, n: int, me: Record, wait: bool, end: float | None) -> Lease | None:
+        """The first of `n` slots that is free (`wait`, `end`: see _grant)."""
+        for slot in range(n):
             (got,) = self._q("SELECT pg_try_advisory_lock(%s)", self._slot_lock(key, slot))[0]
-            if got and (lease := self._grant(key, slot, me, waiting)) is not None:
+            if got and (lease := self._grant(key, slot, me, wait, end)) is not None:
                 return lease
         return None
 
     def _try(self, key: JobKey, me: Record, slots: int) -> Lease | None:
         with self.db.errors("use"):
-            return self._take(key, slots, me)
+            return self._take(key, slots, me, False, None)
 
     def _queue(self, key: JobKey, me: Record, slots: int, deadline: float | None) -> Lease:
         try:
             with self.db.errors("wait on"):
                 return queue.wait(
                     self.db, key, me, slots=slots, deadline=deadline,
-                    take_any=lambda: self._take(key, slots, me, waiting=True),
-                    take_first=lambda: self._sleep_on_slot(key, me),
+                    take_any=lambda: self._take(key, slots, me, True, deadline),
+                    take_first=lambda: self._sleep_on_slot(key, me, deadline),
                 )  # fmt: skip
         except self.db.psycopg.errors.LockNotAvailable:  # lock_timeout: --wait-timeout ran out
             raise WaitTimeout(key, []) from None
@@ -263,24 +272,10 @@ class PostgresStore(StoreBase):
                 self._q(f"DELETE FROM {{s}}.waiters WHERE stem = %s AND NOT {held}", state.stem)
         return removed
 
-    # -- forgetting a key; the history (history.py) ----------------------------------------------
+    # -- a key's past: its runs, forgetting it (history.py) ---------------------------------------
 
     def forget(self, key: JobKey, *, dry_run: bool) -> bool:
-        held = f"({schema.HELD.format(k='h.lock_key')} OR {schema.LEASE_LEFT.format(h='h.')} > 0)"
-        waiting = schema.HELD.format(k="w.lock_key")
-        with self.db.errors("forget in"):
-            busy = self._q(
-                f"SELECT EXISTS (SELECT 1 FROM {{s}}.holders h WHERE stem = %s AND {held}) "
-                f"OR EXISTS (SELECT 1 FROM {{s}}.waiters w WHERE stem = %s AND {waiting})",
-                key.stem, key.stem,
-            )[0][0]  # fmt: skip
-            if busy or dry_run:
-                return not busy
-            # Each delete re-checks: a run that starts meanwhile keeps its row.
-            self._q(f"DELETE FROM {{s}}.holders h WHERE stem = %s AND NOT {held}", key.stem)
-            self._q(f"DELETE FROM {{s}}.waiters w WHERE stem = %s AND NOT {waiting}", key.stem)
-            self._q('DELETE FROM {s}.runs WHERE "group" = %s AND name = %s', key.group, key.name)
-        return True
+        return history.forget(self.db, key, dry_run)
 
     def add_runs(self, *runs: Run, keep: int | None = None) -> None:
         history.add(self.db, runs, keep)

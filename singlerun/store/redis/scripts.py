@@ -21,7 +21,9 @@ NAMES = (
 
 # ARGV: base, slots, job_id, ttl_ms, waiting (0/1), record, stem, keys-set
 # Returns {slot, fence, leftover record or false}, {-1} someone is ahead in the queue,
-# {-2} every slot is held.
+# {-2} every slot is held. A live waiter at the head of the queue goes first, also before a
+# newcomer that does not wait (which then conflicts), as on the other stores; the heads of
+# dead waiters (no ticket) are dropped on the way.
 # The fence is max(counter + 1, server time in microseconds): strictly increasing per key,
 # and still above every earlier token after the server lost its data (unless its clock
 # went back, or more than a million grants a second were made).
@@ -45,14 +47,12 @@ ACQUIRE = (
 local base, slots, me, ttl = ARGV[1], tonumber(ARGV[2]), ARGV[3], tonumber(ARGV[4])
 local waiting = ARGV[5] == '1'
 redis.call('SADD', ARGV[8], ARGV[7])
-if waiting then
-  while true do
-    local head = redis.call('ZRANGE', base .. ':queue', 0, 0)[1]
-    if not head or head == me then break end
-    if redis.call('EXISTS', base .. ':ticket:' .. head) == 1 then return {-1} end
-    redis.call('ZREM', base .. ':queue', head)
-    redis.call('HDEL', base .. ':waiters', head)
-  end
+while true do
+  local head = redis.call('ZRANGE', base .. ':queue', 0, 0)[1]
+  if not head or head == me then break end
+  if redis.call('EXISTS', base .. ':ticket:' .. head) == 1 then return {-1} end
+  redis.call('ZREM', base .. ':queue', head)
+  redis.call('HDEL', base .. ':waiters', head)
 end
 for slot = 0, slots - 1 do
   local lease = base .. ':lease:' .. slot
@@ -115,7 +115,8 @@ local rec = redis.call('HGET', base .. ':recs', slot)
 if rec and string.find(rec, '"job_id":"' .. ARGV[4] .. '"', 1, true) then
   redis.call('HDEL', base .. ':recs', slot)
 end
-redis.call('DEL', base .. ':stop:' .. slot)
+-- A stop request is ours to drop only with our lease: else it may be the next holder's.
+if ours then redis.call('DEL', base .. ':stop:' .. slot) end
 redis.call('PUBLISH', base .. ':free', 'released')
 if ours then return 1 end
 return 0
