@@ -60,6 +60,7 @@ class RedisStore(StoreBase):
         self._redis_error = redis.RedisError
         self.location = url.location
         self.ttl = ttl
+        self._ttl_ms = max(1, int(ttl * 1000))
         self.prefix = url.prefix
         # Far below the TTL: a stuck call must not outlast the lease (redis-py's own default
         # retries would); retrying is the ticker's business, bounded by the lease.
@@ -72,6 +73,10 @@ class RedisStore(StoreBase):
             username=url.username,
             password=url.password,
             ssl=url.scheme == "rediss",
+            # Said, not left to the client's defaults: redis-py 5 checks no host name.
+            ssl_cert_reqs="required",
+            ssl_check_hostname=url.scheme == "rediss",
+            **url.tls_files,
             socket_connect_timeout=url.connect_timeout,
             socket_timeout=max(0.2, min(ttl / 3, url.connect_timeout)),
             socket_keepalive=True,
@@ -105,10 +110,6 @@ class RedisStore(StoreBase):
 
     def _base(self, key: JobKey) -> str:
         return f"{self.prefix}{{{key.stem}}}"
-
-    @property
-    def _ttl_ms(self) -> int:
-        return max(1, int(self.ttl * 1000))
 
     # -- acquiring ---------------------------------------------------------------------------
 

@@ -1,7 +1,7 @@
 """`--backend` URLs for Redis: parsed and checked without importing redis-py.
 
     redis://[[user]:password@]host[:port][/db][?prefix=P&connect_timeout=D]
-    rediss://…                                (TLS)
+    rediss://…[&ssl_ca_certs=FILE&ssl_certfile=FILE&ssl_keyfile=FILE]   (TLS)
     unix://[[user]:password@]/path/to.sock[?db=N&prefix=P&connect_timeout=D]
 
 The password may also come from REDISCLI_AUTH (as redis-cli reads it). It is never part of
@@ -11,7 +11,7 @@ The password may also come from REDISCLI_AUTH (as redis-cli reads it). It is nev
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from urllib.parse import parse_qs, unquote
 
 from singlerun.durations import parse_duration
@@ -21,6 +21,7 @@ DEFAULT_PREFIX = "singlerun:"
 DEFAULT_CONNECT_TIMEOUT = 5.0
 SCHEMES = ("redis", "rediss", "unix")
 MAX_DB = 2**31 - 1  # Redis numbers its databases with a C int
+TLS_FILES = ("ssl_ca_certs", "ssl_certfile", "ssl_keyfile")  # redis-py's names
 
 
 @dataclass(frozen=True)
@@ -34,6 +35,8 @@ class RedisURL:
     password: str | None
     prefix: str
     connect_timeout: float
+    # rediss:// only: a private CA's certificates, and a client certificate and its key
+    tls_files: dict[str, str] = field(default_factory=dict)
 
     @property
     def location(self) -> str:
@@ -57,10 +60,15 @@ def parse(url: str) -> RedisURL:
         except UnicodeError:
             raise bad_url("bad host name: a label is empty or over 63 characters") from None
     query = parse_qs(parts.query, keep_blank_values=True)
-    unknown = set(query) - {"prefix", "connect_timeout", "db"}
+    unknown = set(query) - {"prefix", "connect_timeout", "db", *TLS_FILES}
     if unknown:
         raise bad_url(f"unknown parameter {sorted(unknown)[0]!r}")
     one = {k: v[-1] for k, v in query.items()}
+    tls_files = {k: v for k, v in one.items() if k in TLS_FILES}
+    if tls_files and parts.scheme != "rediss":
+        raise bad_url(f"{sorted(tls_files)[0]} is for rediss:// (TLS) only")
+    if any(not v for v in tls_files.values()):
+        raise bad_url("a TLS file parameter needs a file name")
     db_text = one.get("db", "") if parts.scheme == "unix" else parts.path.lstrip("/")
     if parts.scheme != "unix" and "db" in one:
         raise bad_url("give the database number as the path (/N)")
@@ -92,4 +100,5 @@ def parse(url: str) -> RedisURL:
         password=password or None,
         prefix=prefix,
         connect_timeout=timeout,
+        tls_files=tls_files,
     )
