@@ -112,7 +112,7 @@ def main() -> None:
     quick = "--quick" in sys.argv
     args = [a for a in sys.argv[1:] if a != "--quick"]
     rounds = 2 if quick else int(args[0]) if args else 30
-    job_s, wait_s, storm_n = (2.0, 2.0, 10) if quick else (60.0, 30.0, 50)
+    job_s, wait_s, storm_n = (0.5, 0.5, 10) if quick else (60.0, 30.0, 50)
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
         pg_dir = Path(tempfile.mkdtemp(prefix="singlerun-bench-pg-"))

@@ -3,7 +3,7 @@
 Supervising CPU is singlerun's own CPU time (psutil) sampled once the job has started and
 again just before it ends: the supervising loop must not poll, so it should stay near zero.
 Total CPU and peak RSS come from wait4(); the job is `sleep`, which adds next to nothing.
-Usage: supervise.py [SECONDS] [--quick]   (--quick: a 1.5 s job, as the test suite runs it)
+Usage: supervise.py [SECONDS] [--quick]   (--quick: a 0.5 s job, as the test suite runs it)
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import psutil
 
 def main() -> None:
     args = [a for a in sys.argv[1:] if a != "--quick"]
-    seconds = 1.5 if "--quick" in sys.argv else float(args[0]) if args else 10.0
+    seconds = 0.5 if "--quick" in sys.argv else float(args[0]) if args else 10.0
     singlerun = str(Path(sys.executable).with_name("singlerun"))
     with tempfile.TemporaryDirectory() as tmp:
         env = {**os.environ, "SINGLERUN_LOCK_DIR": tmp}

@@ -21,7 +21,9 @@ from tests.conftest import SINGLERUN
 from tests.network.proxy import Proxy
 from tests.torture.report import FIGURES, LONG
 
-RUNS = int(os.environ.get("NETWORK_CHAOS_RUNS") or (3000 if LONG else 300))
+# CI mode is a smoke test that keeps the suite within its time (docs/ARCHITECTURE.md);
+# overlaps are hunted by the long mode, run before a store's issue is resolved.
+RUNS = int(os.environ.get("NETWORK_CHAOS_RUNS") or (3000 if LONG else 200))
 CONTENDERS = 3
 
 CHAOS_JOB = str(Path(__file__).parents[1] / "helpers" / "chaos_job.sh")
