@@ -89,3 +89,27 @@ def test_bad_urls_are_usage_errors_and_unreachable_is_125(rr, redis_server):
 import redis  # noqa: E402
 
 from testbed.servers import free_port  # noqa: E402
+
+
+def test_a_password_on_the_command_line_is_hidden_from_other_users(rr, redis_server, prefix):
+    """Issue 18.3: /proc/PID/cmdline, readable by every user, showed the URL's password for
+    singlerun and for its watchdog (a fork of it)."""
+    import psutil
+
+    db = redis_server.client()
+    db.config_set("requirepass", "s3cret-pw")
+    try:
+        url = f"redis://:s3cret-pw@127.0.0.1:{redis_server.port}/0?prefix={prefix}"
+        holder, job = rr.start_holder("--backend", url, "-n", "pw")
+        me = psutil.Process(holder.pid)
+        watchdog = [p for p in me.children() if p.pid != job]  # a fork: singlerun's argv
+        assert len(watchdog) == 1 and watchdog[0].cmdline()[:3] == me.cmdline()[:3]
+        for proc in (me, *me.children(recursive=True)):
+            with open(f"/proc/{proc.pid}/cmdline", "rb") as f:
+                assert b"s3cret" not in f.read(), proc
+        with open(f"/proc/{holder.pid}/cmdline", "rb") as f:
+            assert f"redis://:{'*' * 9}@127.0.0.1".encode() in f.read()
+        assert rr.run("--backend", url, "-n", "pw", "--", "true").returncode == 75  # it works
+        stop(holder)
+    finally:
+        redis.Redis(port=redis_server.port, password="s3cret-pw").config_set("requirepass", "")
