@@ -188,7 +188,7 @@ def clean_cmd(
         lost = []
         states = store.inspect()
         for state in states:
-            if not state.stale or not only.matches(state.key):
+            if not only.matches(state.key):  # also a key with dead waiters only
                 continue
             for record in store.clean(state, dry_run=dry_run):
                 what = "would remove" if dry_run else "removed"

@@ -173,6 +173,25 @@ def test_clean_removes_only_stale_records(sr):
     stop(live)
 
 
+def test_clean_removes_the_tickets_sigkilled_waiters_left(sr):
+    """Issue 18.7: a SIGKILLed waiter's ticket stayed in the queue directory for ever when
+    no other waiter came after it (a successor removes it); `clean` removes it, never a
+    live waiter's."""
+    holder, _ = sr.start_holder("-n", "w")
+    live = sr.start("-n", "w", "--wait", "--", "true")
+    wait_for(lambda: len(list(sr.lock_dir.glob("*.queue/0*"))) == 1, what="queued")
+    dead = sr.start("-n", "w", "--wait", "--", "true")
+    wait_for(lambda: len(list(sr.lock_dir.glob("*.queue/0*"))) == 2, what="queued")
+    dead.kill()
+    dead.wait()
+    assert len(list(sr.lock_dir.glob("*.queue/0*"))) == 2  # nobody after it to remove it
+    assert sr.run("clean").returncode == 0
+    assert len(list(sr.lock_dir.glob("*.queue/0*"))) == 1  # the live one's
+    stop(holder)
+    assert live.wait(10) == 0
+    assert not list(sr.lock_dir.glob("*.queue/0*"))
+
+
 # -- history and outcomes ----------------------------------------------------------------
 
 

@@ -185,3 +185,27 @@ def test_forged_history_rows_are_skipped_by_every_reader(rr, server, ns):
         assert "internal error" not in r.stderr and "F1" not in r.stdout, (args, r.stderr)
     (row,) = json.loads(rr.run("history", "--json").stdout)
     assert row["outcome"] == "ok"
+
+
+def _waiter_entries(server, ns: str, name: str) -> int:
+    stem = JobKey("default", name).stem
+    if server.kind == "redis":
+        db = server.client()
+        return int(db.zcard(f"{ns}:{{{stem}}}:queue")) + int(db.hlen(f"{ns}:{{{stem}}}:waiters"))
+    return int(server.sql(f'SELECT count(*) FROM "{ns}".waiters WHERE stem = %s', stem)[0][0])
+
+
+def test_clean_removes_what_sigkilled_waiters_left(rr, server, ns):
+    """Issue 18.7: a SIGKILLed waiter's queue entry and record stayed on the server for ever
+    when no other waiter came after it, and `clean` removed neither."""
+    holder, _ = rr.start_holder("-n", "w")
+    waiter = rr.start("-n", "w", "--wait", "--lease-ttl", "1s", "--", "true")
+    wait_for(lambda: _waiter_entries(server, ns, "w") >= 1, what="queued")
+    waiter.kill()
+    waiter.wait()
+    stop(holder)
+    assert _waiter_entries(server, ns, "w") >= 1  # nobody came after it to drop it
+    time.sleep(1.2)  # past the waiter's ticket lease (Redis; PostgreSQL ends it at once)
+    r = rr.run("clean")
+    assert r.returncode == 0 and r.stderr == "", r.stderr
+    assert _waiter_entries(server, ns, "w") == 0

@@ -120,6 +120,30 @@ def waiters(dir_fd: int) -> list[tuple[Record | None, bool]]:
     return out
 
 
+def prune(lock_dir: LockDir, name: str) -> None:
+    """Remove the tickets of waiters that died (their flock is free) from the queue
+    directory `name`; a live waiter's successor would, but a key may have none."""
+    try:
+        qfd = os.open(name, _DIR_FLAGS, dir_fd=lock_dir.fd)
+    except OSError:
+        return
+    try:
+        for ticket in _tickets(qfd):
+            try:
+                fd = os.open(ticket, os.O_RDONLY | _OPEN_FLAGS, dir_fd=qfd)
+            except OSError:
+                continue
+            try:
+                fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+                _unlink_if_same(qfd, ticket, fd)
+            except BlockingIOError:
+                pass  # its waiter lives
+            finally:
+                os.close(fd)
+    finally:
+        os.close(qfd)
+
+
 def anyone_waits(lock_dir: LockDir, name: str) -> bool:
     """Whether a live waiter has a ticket in the queue directory `name`."""
     try:

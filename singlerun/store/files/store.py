@@ -218,6 +218,10 @@ class FileStore(StoreBase):
         return request
 
     def clean(self, state: KeyState, *, dry_run: bool) -> list[Record | None]:
+        from singlerun.store.files import queue
+
+        if not dry_run:
+            queue.prune(self.dir, f"{state.stem}.queue")
         removed: list[Record | None] = []
         key = state.key
         if key is None:  # a hashed file name with no readable record: nothing to go by

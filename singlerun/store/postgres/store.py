@@ -25,6 +25,7 @@ from singlerun.store.base import StoreBase
 from singlerun.store.postgres import history, queue, schema
 from singlerun.store.postgres.session import Session, lock_key
 from singlerun.store.postgres.url import PostgresURL
+from singlerun.store.postgres.url import parse as parse_url
 from singlerun.store.protocol import KeyState
 
 if TYPE_CHECKING:
@@ -42,9 +43,7 @@ class PostgresStore(StoreBase):
 
     @classmethod
     def open(cls, url: str, ttl: float) -> PostgresStore:
-        from singlerun.store.postgres.url import parse
-
-        return cls(parse(url), ttl)
+        return cls(parse_url(url), ttl)
 
     def __init__(self, url: PostgresURL, ttl: float) -> None:
         self.db = Session(url, ttl)
@@ -224,11 +223,11 @@ class PostgresStore(StoreBase):
             else:
                 state.stale.append(record)
         held = schema.HELD.format(k="w.lock_key")
-        with self.db.errors("read"):
-            rows = self._q(f"SELECT stem, record FROM {{s}}.waiters w WHERE {held} ORDER BY seq")
-        for stem, data in rows:
+        with self.db.errors("read"):  # a dead waiter's row names its key for `clean`
+            rows = self._q(f"SELECT stem, record, {held} FROM {{s}}.waiters w ORDER BY seq")
+        for stem, data, live in rows:
             state = states.setdefault(stem, KeyState(stem, JobKey.from_stem(stem)))
-            if (record := parse(bytes(data))) is not None:
+            if live and (record := parse(bytes(data))) is not None:
                 state.waiters.append(record)
         return [state.named() for state in states.values()]
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 NAMES = (
     *("ACQUIRE", "REGRANT", "PUBLISH", "RENEW", "RELEASE", "ENQUEUE", "LEAVE", "INSPECT"),
-    *("STOP", "CLEAN", "FORGET"),
+    *("STOP", "CLEAN", "PRUNE", "FORGET"),
 )
 
 # ARGV: base, slots, job_id, ttl_ms, waiting (0/1), record, stem, keys-set
@@ -181,6 +181,20 @@ if redis.call('EXISTS', base .. ':lease:' .. slot) == 1 then return false end
 local rec = redis.call('HGET', base .. ':recs', slot)
 if rec and ARGV[3] == '0' then redis.call('HDEL', base .. ':recs', slot) end
 return rec or false
+"""
+
+# ARGV: base. Drops the queue entries of waiters that died (their ticket has expired);
+# returns how many. A waiter ahead of a live one is dropped by it; this is for the rest.
+PRUNE = """
+local base, n = ARGV[1], 0
+for _, id in ipairs(redis.call('ZRANGE', base .. ':queue', 0, -1)) do
+  if redis.call('EXISTS', base .. ':ticket:' .. id) == 0 then
+    redis.call('ZREM', base .. ':queue', id)
+    redis.call('HDEL', base .. ':waiters', id)
+    n = n + 1
+  end
+end
+return n
 """
 
 # ARGV: base, stem, keys-set, dry_run (0/1), max slots. Forgets an idle key (`clean --idle`):

@@ -26,6 +26,7 @@ from singlerun.store.base import StoreBase, client, failing_as
 from singlerun.store.protocol import KeyState
 from singlerun.store.redis import scripts
 from singlerun.store.redis.url import RedisURL
+from singlerun.store.redis.url import parse as parse_url
 
 if TYPE_CHECKING:
     from singlerun.history import Run
@@ -48,9 +49,7 @@ class RedisStore(StoreBase):
 
     @classmethod
     def open(cls, url: str, ttl: float) -> RedisStore:
-        from singlerun.store.redis.url import parse
-
-        return cls(parse(url), ttl)
+        return cls(parse_url(url), ttl)
 
     def __init__(self, url: RedisURL, ttl: float) -> None:
         redis = client("redis", "Redis", "redis-py", "redis")
@@ -237,6 +236,8 @@ class RedisStore(StoreBase):
             data = self._run("CLEAN", base, int(slot), int(dry_run))
             if data:
                 removed.append(parse(data))
+        if not dry_run:
+            self._run("PRUNE", base)
         return removed
 
     def forget(self, key: JobKey, *, dry_run: bool) -> bool:
