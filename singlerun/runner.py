@@ -268,7 +268,9 @@ class RunSession:
             # A tick may have stopped the job, or the watchdog killed it before one could.
             lost = ticker.expired() and not cfg.keep_running_without_lease
         signals.job_ended_by(ended.signal)
-        request = self.books.stop_request(lease)
+        # With the lease lost, no stop request can be ours (and asking would only add a line
+        # about the same dead connection).
+        request = None if lost else self.books.stop_request(lease)
         reason = None if request is None else request.reason
         outcome = "lost" if lost else _outcome(ended, reason)
         code = ExitCode.TIMEOUT if ended.timed_out else ended.code

@@ -31,7 +31,13 @@ def test_the_holders_session_killed_by_the_server_stops_the_job(rr, postgres_ser
     assert killed
     assert proc.wait(10) == 125
     assert time.monotonic() - t0 < 3  # noticed at the next probe, within a second or so
-    assert "was lost" in proc.stderr.read()
+    # Issue 19.5: one event, one line (a warning about reading from the dead session came
+    # first). Issue 19.6: the row says what its singlerun knew (125), not `? exit - lost`.
+    err = proc.stderr.read()
+    assert err.count("\n") == 1 and "was lost; job " in err, err
+    (row,) = json.loads(rr.run("history", "--json", "-n", "term").stdout)
+    assert (row["outcome"], row["exit_status"]) == ("lost", 125)
+    assert row["ended_at"] is not None
     # The dead session's lease is waited out, then the key is free again.
     wait_for(lambda: rr.run("-n", "term", "-q", "--", "true").returncode == 0, what="free")
 

@@ -84,6 +84,10 @@ class Session:
         cur = self.conn.execute(self.sql(text), args or None)
         return cur.fetchall() if cur.description else []
 
+    def broken(self) -> bool:
+        """Whether the server ended the session (terminated, restarted) or it was closed."""
+        return bool(self.conn.closed or self.conn.pgconn.status != self.psycopg.pq.ConnStatus.OK)
+
     def idle(self) -> bool:
         """Whether the connection can take a query (not broken, not inside one)."""
         return bool(self.conn.pgconn.transaction_status == self.psycopg.pq.TransactionStatus.IDLE)

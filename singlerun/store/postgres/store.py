@@ -46,6 +46,7 @@ class PostgresStore(StoreBase):
         return cls(parse_url(url), ttl)
 
     def __init__(self, url: PostgresURL, ttl: float) -> None:
+        self.url = url
         self.db = Session(url, ttl)
         self.location = url.location
         self.schema = url.schema
@@ -277,6 +278,9 @@ class PostgresStore(StoreBase):
         return history.forget(self.db, key, dry_run)
 
     def add_runs(self, *runs: Run, keep: int | None = None) -> None:
+        if self.db.broken():  # the session that held the lock ended: the row goes on a new one
+            self.db.close()
+            self.db = Session(self.url, self.ttl)
         history.add(self.db, runs, keep)
 
     def runs(self, only: KeyFilter, limit: int | None) -> list[Run]:
