@@ -14,6 +14,9 @@ import os
 import struct
 
 _IN_CLOSE_WRITE = 0x8
+# The kernel's event queue overflowed (events were dropped), or the watch ended (the
+# directory went away): either way a close may have been missed, so look again.
+_LOOK_AGAIN = 0x4000 | 0x8000  # IN_Q_OVERFLOW | IN_IGNORED
 _IN_CLOEXEC = os.O_CLOEXEC
 _EVENT = struct.Struct("iIII")  # wd, mask, cookie, len; then `len` bytes of name
 
@@ -32,16 +35,19 @@ class CloseWatch:
             raise OSError(errno, f"inotify_add_watch {directory}")
 
     def wait(self, names: set[str]) -> None:
-        """Sleep until one of `names` is closed after writing (since the watch began)."""
+        """Sleep until one of `names` is closed after writing (since the watch began), or
+        until a close may have gone unreported."""
         while True:
             data = os.read(self.fd, 64 * 1024)
+            if not data:
+                return  # no more events can come: the caller looks for itself
             pos = 0
             while pos + _EVENT.size <= len(data):
-                _, _, _, size = _EVENT.unpack_from(data, pos)
+                _, mask, _, size = _EVENT.unpack_from(data, pos)
                 pos += _EVENT.size
                 name = data[pos : pos + size].rstrip(b"\0").decode(errors="surrogateescape")
                 pos += size
-                if name in names:
+                if name in names or mask & _LOOK_AGAIN:
                     return
 
     def close(self) -> None:
