@@ -23,3 +23,14 @@ def test_no_binary_files_are_tracked():
         return path.is_file() and b"\0" in path.read_bytes()[:8192]
 
     assert [name for name in _tracked() if binary(name)] == []
+
+
+def test_the_checkers_the_test_command_fails_on_are_pinned():
+    """A new ruff or mypy must not turn CI red with no code change (issue 24.6)."""
+    pins = {}
+    for line in (ROOT / "tests" / "constraints.txt").read_text().splitlines():
+        if line and not line.startswith("#"):
+            name, _, version = line.partition("==")
+            pins[name] = version
+    assert {"ruff", "mypy", "types-psutil"} <= {k for k, v in pins.items() if v}
+    assert "-c tests/constraints.txt" in (ROOT / "run-tests").read_text()
