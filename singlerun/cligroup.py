@@ -4,6 +4,8 @@ subcommands load only when named, and the run's short options are read fast."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import click
 
 # The operator's subcommands live in commands.py, imported only when one is asked for:
@@ -42,6 +44,24 @@ class SinglerunGroup(click.Group):
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted({*self.commands, *OPERATOR_COMMANDS})
+
+    def shell_complete(self, ctx: click.Context, incomplete: str) -> list[Any]:
+        """`singlerun --lo<TAB>`: the first word may be a run's option too (run is the
+        default subcommand), and the store options may come before a subcommand's name."""
+        items = super().shell_complete(ctx, incomplete)
+        run = self.commands.get("run")
+        if not incomplete.startswith("-") or run is None:
+            return items
+        from click.shell_completion import CompletionItem
+
+        known = {item.value for item in items}
+        for param in run.params:
+            if isinstance(param, click.Option) and not param.hidden:
+                for name in (*param.opts, *param.secondary_opts):
+                    if name.startswith(incomplete) and name not in known:
+                        known.add(name)
+                        items.append(CompletionItem(name, help=param.help))
+        return items
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         if cmd_name in OPERATOR_COMMANDS and cmd_name not in self.commands:
