@@ -192,3 +192,21 @@ def test_a_sql_ascii_database_works(rr, postgres_server, ns):
         holder.terminate()
         holder.wait(10)
     assert waiter.wait(10) == 0
+
+
+def test_libpq_urls_as_libpq_reads_them(rr, postgres_server, ns):
+    """Issue 24.1: the URL was re-encoded by our parser: the socket form lost its `//`,
+    several hosts were refused, and `options=-c%20x%3Dy` reached libpq as `-c+x=y`."""
+    pg, dead = postgres_server, free_port()
+    forms = {
+        "socket": f"postgresql:///postgres?host={pg.workdir}&port={pg.port}&user=postgres",
+        "hosts": f"postgresql://postgres@127.0.0.1:{dead},127.0.0.1:{pg.port}/postgres"
+        "?target_session_attrs=read-write",
+        "options": f"postgresql://postgres@127.0.0.1:{pg.port}/postgres"
+        "?options=-c%20statement_timeout%3D5000%20-c%20lock_timeout%3D0",
+    }
+    for form, url in forms.items():
+        r = rr.run("--backend", f"{url}&schema={ns}", "-n", form, "--", "echo", form)
+        assert (r.returncode, r.stdout, r.stderr) == (0, f"{form}\n", ""), (form, r.stderr)
+    r = rr.run("--backend", f"{forms['socket']}&schema={ns}", "history", "--json")
+    assert {row["name"] for row in json.loads(r.stdout)} == set(forms)
