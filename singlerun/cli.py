@@ -11,7 +11,7 @@ from typing import Any
 
 import click
 
-from singlerun import __version__, say
+from singlerun import ERROR, WARNING, __version__, say
 from singlerun.cligroup import OPERATOR_COMMANDS, RunCommand, SinglerunGroup
 from singlerun.errors import SinglerunError, SpawnError, UsageError
 from singlerun.exitcodes import ExitCode
@@ -216,10 +216,10 @@ def _subcommand_hint(program: str) -> str | None:
     return f"singlerun {close[0]}" if close else None
 
 
-def _say(message: str) -> None:
+def _say(message: str, level: int = ERROR) -> None:
     if message:  # a conflict under -q has none
         sys.stdout.flush()
-        say(message)
+        say(message, level)
 
 
 def _settle() -> None:
@@ -250,7 +250,9 @@ def _main(argv: list[str] | None) -> int:
         return ExitCode.USAGE
     except SinglerunError as exc:
         _settle()
-        _say(exc.message)
+        from singlerun.busy import LockBusy  # loaded by a conflict already
+
+        _say(exc.message, WARNING if isinstance(exc, LockBusy) else ERROR)
         return exc.exit_code
     except Exception as exc:  # a bug: one line, exit 125 (docs/CONTRACT.md §7)
         _settle()

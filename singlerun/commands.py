@@ -125,7 +125,7 @@ def stop_cmd(
     backend: str | None,
 ) -> int:
     """Stop a running job: signal its process group, SIGKILL it after --kill-after."""
-    from singlerun import say
+    from singlerun import ERROR, say
     from singlerun.errors import NotPermitted
     from singlerun.liveness import record_alive
     from singlerun.render import safe
@@ -143,7 +143,7 @@ def stop_cmd(
         )
         for o in outcomes:  # each reported; one that failed held none of the others up
             if o.error is not None:
-                say(f"cannot stop {key}: {o.error.message}")
+                say(f"cannot stop {key}: {o.error.message}", ERROR)
                 refused = isinstance(o.error, NotPermitted)
                 code = max(code, ExitCode.NOT_PERMITTED if refused else ExitCode.NOT_STOPPED)
                 continue

@@ -57,3 +57,10 @@ def surely_running(pid: int, started: float | None) -> bool:
     """
     found = _proc_stat(pid)
     return found is not None and found[0] != b"Z" and started is not None and found[1] == started
+
+
+def invocation_id() -> str:
+    """The systemd unit's invocation ID (32 hex digits) if run by systemd, else ''."""
+    value = os.environ.get("INVOCATION_ID", "")
+    ok = len(value) == 32 and all(c in "0123456789abcdef" for c in value)
+    return value if ok else ""

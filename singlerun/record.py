@@ -35,6 +35,7 @@ class Record:
     attempt: int = 1  # --retry/--respawn: which attempt runs (or ran last)
     next_attempt_at: float | None = None  # epoch seconds: between attempts, when the next starts
     run_id: str = ""  # the job ID of the run this attempt belongs to ('' : the same)
+    invocation_id: str = ""  # under systemd: the unit's INVOCATION_ID (journalctl's key)
     # Not written: the uid owning the file the record was read from (file store only). In a
     # shared directory anyone in the group can write a record; only this uid's processes
     # may be signalled on its word.
@@ -61,6 +62,7 @@ _TYPES: dict[str, tuple[type, ...]] = {
     "attempt": (int,),
     "next_attempt_at": (int, float, type(None)),
     "run_id": (str,),
+    "invocation_id": (str,),
 }
 _REQUIRED = {f.name for f in fields(Record) if f.default is MISSING is f.default_factory}
 PID_MAX = 1 << 22  # Linux's PID_MAX_LIMIT: no process has a larger PID on any machine

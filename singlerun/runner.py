@@ -9,11 +9,11 @@ import time
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
-from singlerun import say, signals, supervise
+from singlerun import ERROR, WARNING, say, signals, supervise
 from singlerun.bookkeeping import Bookkeeping
 from singlerun.errors import SpawnError, StoreError
 from singlerun.exitcodes import ExitCode
-from singlerun.identity import host, new_job_id, process_start_time, user
+from singlerun.identity import host, invocation_id, new_job_id, process_start_time, user
 from singlerun.record import Record
 from singlerun.store import open_store
 from singlerun.taking import take
@@ -35,7 +35,8 @@ def run(cfg: RunConfig) -> int:
             session.keep_the_lease()
             session.first_attempt()
             session.more_attempts()  # --retry, --respawn
-            return session.done_code()
+            assert session.done is not None  # the first attempt ran, or raised
+            return session.done.code
         finally:
             session.let_go()
             session.write_history()
@@ -76,6 +77,7 @@ class RunSession:
             user=user(),
             started_at=time.time(),
             command=cfg.command,
+            invocation_id=invocation_id(),
         )
         self.books = Bookkeeping(store, cfg.history_size)
         self.lease: Lease | None = None
@@ -94,7 +96,7 @@ class RunSession:
         if lease.reclaimed and not cfg.quiet:
             from singlerun.render import reclaimed  # lazy: only a dead run's lock is
 
-            say(reclaimed(lease))
+            say(reclaimed(lease), WARNING)
         self.me = replace(self.me, started_at=time.time(), token=lease.token, ttl=lease.ttl)
         self.store.publish(lease, self.me)
         if lease.ttl is not None:
@@ -277,19 +279,19 @@ class RunSession:
         if cfg.verbose:
             say(f"{cfg.key}: job {me.job_id} ended: {outcome}, status {ended.code}")
         if lost:  # always said (docs/CONTRACT.md §8), and singlerun's failure: 125
-            say(f"{cfg.key}: the lease on {store.location} was lost; job {me.job_id} was stopped")
+            say(
+                f"{cfg.key}: the lease on {store.location} was lost; job {me.job_id} was stopped",
+                ERROR,
+            )
             code = ExitCode.INTERNAL
         elif ended.timed_out:  # even with -q (docs/CONTRACT.md §8): never silent
-            say(f"{cfg.key}: job {me.job_id} exceeded --max-runtime and was stopped")
+            say(f"{cfg.key}: job {me.job_id} exceeded --max-runtime and was stopped", WARNING)
         return Attempt(me, code, outcome, ended, stopped=reason is not None or lost)
 
     @property
     def _lease(self) -> Lease:
         assert self.lease is not None, "the key is taken first"
         return self.lease
-
-    def done_code(self) -> int:
-        return self._done.code
 
     @property
     def _done(self) -> Attempt:

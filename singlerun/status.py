@@ -19,7 +19,7 @@ def _rfc3339(epoch: float | None) -> str | None:
 
 _RUN_FIELDS = (
     *("job_id", "pid", "wrapper_gone", "host", "user", "command", "started_at", "elapsed_s"),
-    *("attempt", "next_attempt_at"),
+    *("attempt", "next_attempt_at", "invocation_id"),
 )
 
 
@@ -59,6 +59,7 @@ def _run_fields(record: Record | None, now: float) -> dict[str, Any]:
         "elapsed_s": round(now - record.started_at, 3),
         "attempt": record.attempt,
         "next_attempt_at": _rfc3339(record.next_attempt_at),
+        "invocation_id": record.invocation_id or None,  # journalctl _SYSTEMD_INVOCATION_ID=
     }
 
 
