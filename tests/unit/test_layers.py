@@ -40,6 +40,7 @@ LAYER_OF = {
     "singlerun.cli": "cli",
     "singlerun.cligroup": "cli",
     "singlerun.launch": "cli",
+    "singlerun.argvmask": "cli",
     "singlerun.__main__": "cli",
 }
 
