@@ -25,9 +25,10 @@ def _interrupted(_signum: int, _frame: object) -> None:
 
 
 def main() -> None:
-    from singlerun.argvmask import hide_url_passwords
+    if any("://" in arg and "@" in arg for arg in sys.argv):  # Python's copy of the same
+        from singlerun.argvmask import hide_url_passwords
 
-    hide_url_passwords()  # before a watchdog is forked with the same argument memory
+        hide_url_passwords()  # before a watchdog is forked with the same argument memory
     if _signal.getsignal(_signal.SIGINT) is _signal.default_int_handler:  # not SIG_IGN
         _signal.signal(_signal.SIGINT, _interrupted)
     stderr, sys.stderr = sys.stderr, io.StringIO()

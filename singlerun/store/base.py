@@ -25,6 +25,7 @@ from singlerun.errors import StoreError
 from singlerun.keys import JobKey
 
 if TYPE_CHECKING:
+    from singlerun.history import Run
     from singlerun.keys import KeyFilter
     from singlerun.keystats import KeyStats
     from singlerun.lease import Lease, StopRequest
@@ -41,6 +42,16 @@ def client(module: str, store: str, package: str, extra: str) -> Any:
         raise StoreError(
             f"the {store} backend needs {package}: pip install 'singlerun[{extra}]'"
         ) from None
+
+
+def slot_number(value: object) -> int | None:
+    """A slot number read from a server, or None for a field no singlerun writes (anyone
+    with the server's password can add one, and one must not break `status` for all)."""
+    from singlerun.keys import MAX_SLOTS
+
+    text = value.decode(errors="replace") if isinstance(value, bytes) else str(value)
+    ok = text.isascii() and text.isdigit() and int(text) < MAX_SLOTS
+    return int(text) if ok else None
 
 
 def first_line(exc: BaseException) -> str:
@@ -84,7 +95,7 @@ class StoreBase:
     def _write_stop(self, key: JobKey, slot: int, request: StopRequest) -> None:
         raise NotImplementedError
 
-    def runs(self, only: KeyFilter, limit: int | None) -> list[Any]:
+    def runs(self, only: KeyFilter, limit: int | None) -> list[Run]:
         raise NotImplementedError
 
     def close(self) -> None:

@@ -218,3 +218,13 @@ def test_the_directory_is_locked_while_a_key_is_held(sr):
     assert not cleaner_may_lock()
     stop(holder)
     assert cleaner_may_lock()
+
+
+def test_a_planted_lock_file_with_a_non_ascii_slot_number_is_ignored(sr):
+    """`"²".isdigit()` is true but `int("²")` fails: a file a member of a shared directory
+    plants as `k@².lock` made `status` an internal error for everyone."""
+    for name in ("k@\u00b2.lock", "k@\u0663.rec", "k@1x.lock"):
+        (sr.lock_dir / name).write_text("")
+    r = sr.run("status", "--all")
+    assert r.returncode == 0 and r.stderr == "", r.stderr
+    assert sr.run("-n", "k", "--", "true").returncode == 0

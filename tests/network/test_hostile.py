@@ -205,7 +205,29 @@ def test_clean_removes_what_sigkilled_waiters_left(rr, server, ns):
     waiter.wait()
     stop(holder)
     assert _waiter_entries(server, ns, "w") >= 1  # nobody came after it to drop it
-    time.sleep(1.2)  # past the waiter's ticket lease (Redis; PostgreSQL ends it at once)
-    r = rr.run("clean")
-    assert r.returncode == 0 and r.stderr == "", r.stderr
-    assert _waiter_entries(server, ns, "w") == 0
+
+    def cleaned() -> bool:  # once its ticket lease ran out (Redis; PostgreSQL: at once)
+        r = rr.run("clean")
+        assert r.returncode == 0 and r.stderr == "", r.stderr
+        return _waiter_entries(server, ns, "w") == 0
+
+    wait_for(cleaned, timeout=10, what="the dead waiter's entries cleaned")
+
+
+def test_a_forged_slot_field_breaks_neither_a_conflict_nor_status_nor_clean(
+    rr, redis_server, prefix
+):
+    """A field of the records hash that is not a slot number (anyone with the password can
+    add one) made a conflicting run, `status`, `stop` and `clean` exit 125."""
+    holder, _ = rr.start_holder("-n", "f")
+    db = redis_server.client()
+    base = f"{prefix}{{{JobKey('default', 'f').stem}}}"
+    forged = encode(Record("FORGED", "default", "f", 4242, "h", "u", 1.0))
+    db.hset(f"{base}:recs", mapping={"abc": forged, "\u00b2": forged})
+    db.set(f"{base}:lease:abc", "x")  # "held" as far as the script can tell
+    r = rr.run("-n", "f", "--", "true")
+    assert r.returncode == 75 and "FORGED" not in r.stderr, r.stderr
+    for args in (["status", "--json"], ["clean"]):
+        r = rr.run(*args)
+        assert r.returncode == 0 and "internal error" not in r.stderr, (args, r.stderr)
+    stop(holder)

@@ -10,9 +10,11 @@ removed by its successor.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import fcntl
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -100,59 +102,62 @@ def leave(ticket: Ticket) -> None:
         os.close(ticket.fd)  # wakes our successor
 
 
-def waiters(dir_fd: int) -> list[tuple[Record | None, bool]]:
-    """Each ticket's record and whether its waiter is alive (its flock is held)."""
-    out = []
+def _each_ticket(dir_fd: int) -> Iterator[tuple[str, int, bool]]:
+    """Each ticket: its name, a descriptor of it (open until the next), and whether its
+    waiter is alive (holds its flock; if not, we hold a shared one meanwhile)."""
     for name in _tickets(dir_fd):
         try:
             fd = os.open(name, os.O_RDONLY | _OPEN_FLAGS, dir_fd=dir_fd)
         except OSError:
-            continue
+            continue  # it left between listdir and open
         try:
             try:
                 fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
                 alive = False
             except BlockingIOError:
                 alive = True
-            out.append((parse(os.read(fd, MAX_SIZE), os.fstat(fd).st_uid), alive))
+            yield name, fd, alive
         finally:
             os.close(fd)
-    return out
+
+
+def waiters(dir_fd: int) -> list[tuple[Record | None, bool]]:
+    """Each ticket's record and whether its waiter is alive (its flock is held)."""
+    return [
+        (parse(os.read(fd, MAX_SIZE), os.fstat(fd).st_uid), alive)
+        for _, fd, alive in _each_ticket(dir_fd)
+    ]
+
+
+@contextlib.contextmanager
+def opened(lock_dir: LockDir, name: str) -> Iterator[int | None]:
+    """The queue directory `name` of the lock directory, open; None if there is none."""
+    try:
+        fd = os.open(name, _DIR_FLAGS, dir_fd=lock_dir.fd)
+    except FileNotFoundError:
+        yield None
+        return
+    try:
+        yield fd
+    finally:
+        os.close(fd)
 
 
 def prune(lock_dir: LockDir, name: str) -> None:
     """Remove the tickets of waiters that died (their flock is free) from the queue
     directory `name`; a live waiter's successor would, but a key may have none."""
-    try:
-        qfd = os.open(name, _DIR_FLAGS, dir_fd=lock_dir.fd)
-    except OSError:
-        return
-    try:
-        for ticket in _tickets(qfd):
-            try:
-                fd = os.open(ticket, os.O_RDONLY | _OPEN_FLAGS, dir_fd=qfd)
-            except OSError:
-                continue
-            try:
-                fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    with contextlib.suppress(OSError), opened(lock_dir, name) as qfd:
+        if qfd is None:
+            return
+        for ticket, fd, alive in _each_ticket(qfd):
+            if not alive:
                 _unlink_if_same(qfd, ticket, fd)
-            except BlockingIOError:
-                pass  # its waiter lives
-            finally:
-                os.close(fd)
-    finally:
-        os.close(qfd)
 
 
 def anyone_waits(lock_dir: LockDir, name: str) -> bool:
     """Whether a live waiter has a ticket in the queue directory `name`."""
     try:
-        qfd = os.open(name, _DIR_FLAGS, dir_fd=lock_dir.fd)
-    except FileNotFoundError:
-        return False
+        with opened(lock_dir, name) as qfd:
+            return qfd is not None and any(live for _, live in waiters(qfd))
     except OSError as exc:
         raise lock_dir.error("open the queue", name, exc) from None
-    try:
-        return any(live for _, live in waiters(qfd))
-    finally:
-        os.close(qfd)

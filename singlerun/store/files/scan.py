@@ -6,6 +6,7 @@ tickets say who holds and who waits.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from typing import TYPE_CHECKING
 
@@ -16,8 +17,6 @@ from singlerun.store.protocol import KeyState
 
 if TYPE_CHECKING:
     from singlerun.store.files.lockdir import LockDir
-
-_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
 def scan(lock_dir: LockDir) -> list[KeyState]:
@@ -31,7 +30,11 @@ def scan(lock_dir: LockDir) -> list[KeyState]:
         for entry in entries:
             base, dot, suffix = entry.name.rpartition(".")
             stem, _, slot_text = base.partition("@")
-            if not dot or not stem or (slot_text and not slot_text.isdigit()):
+            if (
+                not dot
+                or not stem
+                or (slot_text and not (slot_text.isascii() and slot_text.isdigit()))
+            ):
                 continue
             if suffix == "lock" and entry.is_file(follow_symlinks=False):
                 # Without /proc/locks, a lock is taken as held (fail closed).
@@ -57,14 +60,9 @@ def scan(lock_dir: LockDir) -> list[KeyState]:
             elif data is not None:
                 state.stale.append(record)
     for stem in queues:
-        try:
-            qfd = os.open(f"{stem}.queue", _DIR_FLAGS, dir_fd=lock_dir.fd)
-        except OSError:
-            continue
-        try:
-            states[stem].waiters = [r for r, live in queue.waiters(qfd) if live and r]
-        finally:
-            os.close(qfd)
+        with contextlib.suppress(OSError), queue.opened(lock_dir, f"{stem}.queue") as qfd:
+            if qfd is not None:
+                states[stem].waiters = [r for r, live in queue.waiters(qfd) if live and r]
     for stem in queues:  # an empty queue of a key with no lock file (forgotten): not a key
         if stem not in slots and not states[stem].waiters:
             del states[stem]

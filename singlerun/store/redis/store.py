@@ -22,7 +22,7 @@ from singlerun.errors import StoreError
 from singlerun.keys import JobKey, KeyFilter
 from singlerun.lease import Lease, Reclaimed, Renewal, StopRequest
 from singlerun.record import Record, encode, parse
-from singlerun.store.base import StoreBase, client, failing_as
+from singlerun.store.base import StoreBase, client, failing_as, slot_number
 from singlerun.store.protocol import KeyState
 from singlerun.store.redis import scripts
 from singlerun.store.redis.url import RedisURL
@@ -82,20 +82,19 @@ class RedisStore(StoreBase):
             retry=Retry(NoBackoff(), 0),
             client_name="singlerun",
         )
-        try:
-            self.client.ping()
-        except (redis.AuthenticationError, redis.ResponseError) as exc:
-            # WRONGPASS, NOAUTH and a server that wants HELLO: say what it is, never how.
-            text = str(exc)
-            if not isinstance(exc, redis.ResponseError) or text.startswith(_AUTH_REPLIES):
-                who = f"user {url.username}" if url.username else "the default user"
-                raise StoreError(
-                    f"authentication failed for {who} on {self.location} (check the "
-                    "password in the URL or REDISCLI_AUTH)"
-                ) from None
-            raise StoreError(f"cannot reach {self.location}: {exc}") from None
-        except self._redis_error as exc:
-            raise StoreError(f"cannot reach {self.location}: {exc}") from None
+        with self._errors("reach"):
+            try:
+                self.client.ping()
+            except (redis.AuthenticationError, redis.ResponseError) as exc:
+                # WRONGPASS, NOAUTH and a server that wants HELLO: say what it is, never how.
+                auth = isinstance(exc, redis.AuthenticationError)
+                if auth or str(exc).startswith(_AUTH_REPLIES):
+                    who = f"user {url.username}" if url.username else "the default user"
+                    raise StoreError(
+                        f"authentication failed for {who} on {self.location} (check the "
+                        "password in the URL or REDISCLI_AUTH)"
+                    ) from None
+                raise
         self._scripts = {
             name: self.client.register_script(getattr(scripts, name)) for name in scripts.NAMES
         }
@@ -196,7 +195,8 @@ class RedisStore(StoreBase):
 
     def _slots_held(self, key: JobKey) -> list[tuple[int, Record | None]]:
         held, held_recs, *_ = self._inspect(key.stem)
-        return [(int(s), parse(d)) for s, d in zip(held, held_recs, strict=True)]
+        pairs = zip(held, held_recs, strict=True)
+        return [(n, parse(d)) for s, d in pairs if (n := slot_number(s)) is not None]
 
     def inspect(self) -> list[KeyState]:
         with self._errors("read"):
@@ -232,8 +232,8 @@ class RedisStore(StoreBase):
         base = f"{self.prefix}{{{state.stem}}}"
         _, _, stale, _, _ = self._inspect(state.stem)
         removed: list[Record | None] = []
-        for slot in stale:
-            data = self._run("CLEAN", base, int(slot), int(dry_run))
+        for slot in [n for s in stale if (n := slot_number(s)) is not None]:
+            data = self._run("CLEAN", base, slot, int(dry_run))
             if data:
                 removed.append(parse(data))
         if not dry_run:
