@@ -21,8 +21,7 @@ if TYPE_CHECKING:
 
 def scan(lock_dir: LockDir) -> list[KeyState]:
     """Every key with files in `lock_dir`: held and free slots, records, live waiters."""
-    held = proclocks.held_files()
-    dev = os.fstat(lock_dir.fd).st_dev
+    held = proclocks.held_inodes(lock_dir.fd)
     slots: dict[str, dict[int, str]] = {}  # stem -> slot -> "held" | "free"
     records: set[str] = set()
     queues: list[str] = []
@@ -38,7 +37,7 @@ def scan(lock_dir: LockDir) -> list[KeyState]:
                 continue
             if suffix == "lock" and entry.is_file(follow_symlinks=False):
                 # Without /proc/locks, a lock is taken as held (fail closed).
-                on = held is None or (dev, entry.inode()) in held
+                on = held is None or entry.inode() in held
                 slots.setdefault(stem, {})[int(slot_text or 0)] = "held" if on else "free"
             elif suffix == "rec":
                 records.add(entry.name)
