@@ -48,7 +48,9 @@ class Bookkeeping:
             self.warn(getattr(exc, "message", str(exc)))
             return None
 
-    def history(self, record: Record, lease: Lease, code: int, outcome: str) -> None:
+    def history(
+        self, record: Record, lease: Lease, code: int, outcome: str, stopped_by: str = ""
+    ) -> None:
         """The run's row (and, once, the row of the dead run whose lock it reclaimed). Any
         error (sqlite3's, the file system's, or even loading sqlite3 under a memory limit)
         is one warning."""
@@ -56,7 +58,7 @@ class Bookkeeping:
         try:
             from singlerun.history import Run  # lazy: after the lock is released
 
-            rows = [Run.of(record, time.time(), code, outcome)]
+            rows = [Run.of(record, time.time(), code, outcome, stopped_by)]
             if dead is not None:
                 rows.append(Run.lost(dead))
                 lease.reclaimed = None  # its row is written once, with the first attempt's

@@ -278,20 +278,7 @@ def history_cmd(
         if as_json:
             import json
 
-            rows = [
-                {
-                    "group": r.group,
-                    "name": r.name,
-                    "host": r.host,
-                    "pid": r.pid,
-                    "command": r.argv,
-                    **status.last_run(r),
-                    "attempt": r.attempt,
-                    "run_id": r.run_id or r.job_id,
-                }
-                for r in runs
-            ]
-            click.echo(json.dumps(rows, indent=2))
+            click.echo(json.dumps([status.history_row(r) for r in runs], indent=2))
         else:
             click.echo(render.history(runs), nl=False)
         return ExitCode.OK

@@ -28,10 +28,17 @@ class Run:
     command: str  # JSON array
     attempt: int = 1  # --retry/--respawn: each attempt is a row
     run_id: str = ""  # the job ID of the run the attempt belongs to
+    invocation_id: str = ""  # the systemd unit's run, if systemd started it
+    stopped_by: str = ""  # USER@HOST of the `stop` or `--replace` that ended it, if one did
 
     @classmethod
     def of(
-        cls, record: Record, ended_at: float | None, exit_status: int | None, outcome: str
+        cls,
+        record: Record,
+        ended_at: float | None,
+        exit_status: int | None,
+        outcome: str,
+        stopped_by: str = "",
     ) -> Run:
         """The row of the run `record` names."""
         return cls(
@@ -47,6 +54,8 @@ class Run:
             dumps(record.command),
             record.attempt,
             record.run_id or record.job_id,
+            record.invocation_id,
+            stopped_by,
         )
 
     @classmethod
@@ -81,7 +90,10 @@ def sound(run: Run) -> bool:
     def integer(v: object, none: bool = False) -> bool:
         return (none and v is None) or (isinstance(v, int) and not isinstance(v, bool))
 
-    texts = (run.job_id, run.group, run.name, run.host, run.outcome, run.command, run.run_id)
+    texts = (
+        *(run.job_id, run.group, run.name, run.host, run.outcome, run.command, run.run_id),
+        *(run.invocation_id, run.stopped_by),
+    )
     return (
         all(isinstance(t, str) for t in texts)
         and integer(run.pid)

@@ -39,25 +39,30 @@ class Lease:
 
 
 REASONS = ("stopped", "replaced")  # what `stop` and `--replace` write
+MAX_BY = 320  # a user name (32) @ a host name (255), with room
 
 
 class StopRequest(NamedTuple):
-    """Left for a holder by `stop`/`--replace`: why, whom, and (for a holder on another host,
-    whose own singlerun acts on it) which signal, SIGKILL `kill_after` later; 0: none."""
+    """Left for a holder by `stop`/`--replace`: why, whom, (for a holder on another host,
+    whose own singlerun acts on it) which signal, SIGKILL `kill_after` later (0: none), and
+    who asked (USER@HOST, for the run's history row)."""
 
     reason: str
     job_id: str
     signal: int = 0
     kill_after: float = 10.0
+    by: str = ""
 
     def encode(self) -> str:
-        return f"{self.reason} {self.job_id} {self.signal} {self.kill_after!r}"
+        by = f" {self.by}" if self.by else ""
+        return f"{self.reason} {self.job_id} {self.signal} {self.kill_after!r}{by}"
 
     @classmethod
     def parse(cls, data: object) -> StopRequest | None:
         """None for anything a stopper does not write: a request is data from the store
         (a server anyone with its password can write), and a signal number or delay it
-        names is acted on by the holder."""
+        names is acted on by the holder. Fields after the fifth are a newer singlerun's
+        and ignored."""
         import math
         import signal as signals
 
@@ -67,9 +72,9 @@ class StopRequest(NamedTuple):
             return None
         text = data.decode(errors="replace") if isinstance(data, bytes) else data
         parts = text.split()
-        if len(parts) not in (2, 4) or parts[0] not in REASONS:
+        if len(parts) in (0, 1, 3) or parts[0] not in REASONS:
             return None
-        if len(parts) == 2:  # written by the file store
+        if len(parts) == 2:  # written by an older file store
             return cls(parts[0], parts[1])
         try:
             sig, kill_after = int(parts[2]), float(parts[3])
@@ -78,7 +83,10 @@ class StopRequest(NamedTuple):
         valid = sig == 0 or sig in signals.valid_signals()
         if not valid or not math.isfinite(kill_after) or not 0 <= kill_after <= MAX_DURATION:
             return None
-        return cls(parts[0], parts[1], sig, kill_after)
+        by = parts[4] if len(parts) > 4 else ""
+        if not (by.isprintable() and len(by) <= MAX_BY):  # it is shown in `history`
+            by = "?"
+        return cls(parts[0], parts[1], sig, kill_after, by)
 
 
 class Renewal(NamedTuple):

@@ -116,8 +116,9 @@ def status(entries: list[dict[str, Any]]) -> str:
             last = e["last"]
             took = "" if last["duration_s"] is None else f" after {format_age(last['duration_s'])}"
             code = "" if last["exit_status"] is None else f", exit {last['exit_status']}"
+            by = f", stopped by {safe(last['stopped_by'])}" if last["stopped_by"] else ""
             lines.append(
-                f"  last: {last['outcome']}{code}, started {last['started_at']}"
+                f"  last: {last['outcome']}{code}{by}, started {last['started_at']}"
                 f"{took} (job {safe(last['job_id'])})"
             )
     return "".join(f"{line}\n" for line in lines)
@@ -137,6 +138,8 @@ def history(runs: list[Run]) -> str:
             f"{run.job_id}  {run.group}/{run.name}  {run.host}  pid {run.pid}  "
             f"{f['started_at']}  {took}  exit {code}  {run.outcome}{attempt}"
         )
+        if run.stopped_by:
+            line += f"  (stopped by {run.stopped_by})"
         lines.append(safe(line))
     return "".join(f"{line}\n" for line in lines)
 

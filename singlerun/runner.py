@@ -47,11 +47,12 @@ class Attempt:
     """The outcome of one attempt, as the loop and the history need it."""
 
     def __init__(
-        self, record: Record, code: int, outcome: str, ended: supervise.Ended, stopped: bool
+        self, record: Record, code: int, outcome: str, ended: supervise.Ended, by: str | None
     ) -> None:
         self.record, self.code, self.outcome, self.ended = record, code, outcome, ended
+        self.stopped_by = by or ""  # USER@HOST of a `stop` or `--replace`; None: not stopped
         # Ended by someone: a signal to singlerun, `stop`, `--replace`, a lost lease.
-        self.interrupted = stopped or ended.forwarded or bool(ended.stopped)
+        self.interrupted = by is not None or ended.forwarded or bool(ended.stopped)
 
 
 def _outcome(ended: supervise.Ended, reason: str | None) -> str:
@@ -176,7 +177,7 @@ class RunSession:
         later = time.time() + pause
         waiting = replace(last.record, child_pid=None, child_started=None, next_attempt_at=later)
         self.books.publish(self._lease, waiting)
-        self.books.history(last.record, self._lease, last.code, last.outcome)
+        self.books.history(last.record, self._lease, last.code, last.outcome, last.stopped_by)
         return note
 
     def _next_attempt(self, last: Record) -> Record | None:
@@ -213,9 +214,8 @@ class RunSession:
                 self.books.warn(f"releasing {self.cfg.key}: {getattr(exc, 'message', exc)}")
 
     def write_history(self) -> None:
-        if self.done is not None:
-            done = self.done
-            self.books.history(done.record, self._lease, done.code, done.outcome)
+        if (done := self.done) is not None:
+            self.books.history(done.record, self._lease, done.code, done.outcome, done.stopped_by)
         elif self.spawn_failed is not None:
             self.books.history(self.me, self._lease, self.spawn_failed, "failed")
 
@@ -286,7 +286,8 @@ class RunSession:
             code = ExitCode.INTERNAL
         elif ended.timed_out:  # even with -q (docs/CONTRACT.md §8): never silent
             say(f"{cfg.key}: job {me.job_id} exceeded --max-runtime and was stopped", WARNING)
-        return Attempt(me, code, outcome, ended, stopped=reason is not None or lost)
+        by = (request.by or "?") if request else "" if lost else None
+        return Attempt(me, code, outcome, ended, by)
 
     @property
     def _lease(self) -> Lease:

@@ -73,6 +73,22 @@ def last_run(run: Run) -> dict[str, Any]:
         "started_at": _rfc3339(run.started_at),
         "ended_at": _rfc3339(run.ended_at),
         "duration_s": duration,
+        "stopped_by": run.stopped_by or None,  # USER@HOST of `stop` or `--replace`
+    }
+
+
+def history_row(run: Run) -> dict[str, Any]:
+    """One run in `history --json` (docs/CONTRACT.md §5)."""
+    return {
+        "group": run.group,
+        "name": run.name,
+        "host": run.host,
+        "pid": run.pid,
+        "command": run.argv,
+        **last_run(run),
+        "attempt": run.attempt,
+        "run_id": run.run_id or run.job_id,
+        "invocation_id": run.invocation_id or None,
     }
 
 

@@ -129,11 +129,13 @@ class StoreBase:
     def mark_stop(
         self, record: Record, reason: str, sig: int | None = None, kill_after: float = 10.0
     ) -> None:
+        from singlerun.identity import host, user
         from singlerun.lease import StopRequest
 
         slot = self._slot_of(record)
         if slot is not None:
-            request = StopRequest(reason, record.job_id, sig or 0, kill_after)
+            by = f"{user()}@{host()}"  # for the stopped run's history row
+            request = StopRequest(reason, record.job_id, sig or 0, kill_after, by)
             self._write_stop(JobKey(record.group, record.name), slot, request)
 
     def job_env(self, lease: Lease) -> dict[str, str]:

@@ -140,3 +140,32 @@ def test_check_metrics_and_the_summary(st, tmp_path):
     textfile = tmp_path / "textfile"
     textfile.mkdir()
     check_monitoring(st, textfile)
+
+
+def test_history_says_who_stopped_a_run_whatever_its_exit_status(st):
+    """A job that traps SIGTERM and exits 0 is still a stopped run (issue 19.6); the row
+    also keeps systemd's invocation ID (issue 24.2)."""
+    import os
+    import pwd
+
+    me = f"{pwd.getpwuid(os.getuid()).pw_name}@{os.uname().nodename}"
+    unit = "0123456789abcdef0123456789abcdef"
+    holder, _ = st.start_holder("-n", "k", env={"INVOCATION_ID": unit})
+    r = st.run("stop", "-n", "k")
+    assert r.returncode == 0, r.stderr
+    assert holder.wait(10) == 0  # the job's own status
+    (row,) = json.loads(st.run("history", "--json", "-n", "k").stdout)
+    assert (row["outcome"], row["exit_status"], row["stopped_by"]) == ("ok", 0, me)
+    assert row["invocation_id"] == unit
+    assert f"(stopped by {me})" in st.run("history", "-n", "k").stdout
+    (entry,) = json.loads(st.run("status", "--json", "-n", "k").stdout)
+    assert entry["last"]["stopped_by"] == me
+    assert f", stopped by {me}," in st.run("status", "-n", "k").stdout
+
+    holder, _ = st.start_holder("-n", "k")
+    assert st.run("-n", "k", "--replace", "--", "true").returncode == 0
+    holder.wait(10)
+    rows = json.loads(st.run("history", "--json", "-n", "k").stdout)
+    replaced = next(r for r in rows if r["outcome"] == "replaced")
+    assert replaced["stopped_by"] == me and replaced["invocation_id"] is None
+    assert rows[0]["stopped_by"] is None  # the run that replaced it ended by itself

@@ -51,3 +51,39 @@ def test_counts_stay_cumulative_when_the_history_is_trimmed(tmp_path):
     stats = ledger.stats(None, None)[("g", "n")]
     assert stats.outcomes == {"ok": 150}  # a counter never drops
     assert stats.last.job_id == "A149"
+
+
+def test_a_ledger_without_the_newest_columns_gains_them_and_keeps_its_counts(tmp_path):
+    """A ledger from before invocation_id and stopped_by (issues 24.2, 19.6)."""
+    from dataclasses import fields, replace
+
+    ledger = _ledger(tmp_path)
+    ledger.add(_run("A1", 10), _run("A2", 20, "failed"))
+    old = [f'"{f.name}"' for f in fields(Run)][:-2]
+    db = sqlite3.connect(os.path.join(tmp_path, "history.db"))
+    db.executescript(
+        "DROP TRIGGER count_run;"
+        + "".join(
+            f"ALTER TABLE {t} DROP COLUMN {c};"
+            for t in ("runs", "newest")
+            for c in ("invocation_id", "stopped_by")
+        )
+        + "CREATE TRIGGER count_run AFTER INSERT ON runs BEGIN "
+        + 'INSERT INTO outcomes VALUES (NEW."group", NEW.name, NEW.outcome, 1) '
+        + "ON CONFLICT DO UPDATE SET runs = runs + 1; "
+        + f"INSERT INTO newest SELECT 'last', {', '.join('NEW.' + c for c in old)} WHERE 1 "
+        + "ON CONFLICT DO NOTHING; END;"
+    )
+    db.close()
+    assert ledger.stats(None, None)[("g", "n")].outcomes == {"ok": 1, "failed": 1}
+    ledger.add(replace(_run("A3", 30), invocation_id="f" * 32, stopped_by="u@h"))
+    stats = ledger.stats(None, None)[("g", "n")]
+    assert stats.outcomes == {"ok": 2, "failed": 1}  # kept, and counted on
+    assert (stats.last.job_id, stats.last.stopped_by, stats.last_success.stopped_by) == (
+        "A3",
+        "u@h",
+        "u@h",
+    )
+    newest = ledger.runs()[0]
+    assert (newest.invocation_id, newest.stopped_by) == ("f" * 32, "u@h")
+    assert ledger.runs()[1].stopped_by == ""

@@ -15,6 +15,7 @@ from singlerun.lease import StopRequest
         StopRequest("stopped", "01JOB"),
         StopRequest("replaced", "01JOB", signal.SIGKILL, 0.0),
         StopRequest("stopped", "01JOB", signal.SIGTERM, MAX_DURATION),
+        StopRequest("stopped", "01JOB", signal.SIGTERM, 10.0, "ops@web-1.example"),
     ],
 )
 def test_what_a_stopper_writes_parses_back(request_):
@@ -35,7 +36,6 @@ def test_the_file_stores_two_word_note_parses():
         "killed 01JOB",  # a reason no stopper writes
         "stopped",
         "stopped 01JOB 15",
-        "stopped 01JOB 15 10.0 extra",
         "stopped 01JOB 99999 10.0",  # no such signal
         "stopped 01JOB -9 10.0",
         "stopped 01JOB TERM 10.0",
@@ -48,3 +48,15 @@ def test_the_file_stores_two_word_note_parses():
 )
 def test_anything_else_is_no_request(data):
     assert StopRequest.parse(data) is None
+
+
+def test_who_asked_is_kept_and_checked_and_later_fields_are_ignored():
+    assert StopRequest.parse("stopped 01JOB 15 10.0 ops@h").by == "ops@h"
+    assert StopRequest.parse("stopped 01JOB 15 10.0").by == ""  # an older stopper's
+    # A newer singlerun may add fields: this one still acts on the request.
+    assert StopRequest.parse("stopped 01JOB 15 10.0 ops@h more") == StopRequest(
+        "stopped", "01JOB", 15, 10.0, "ops@h"
+    )
+    # Shown in `history`: no terminal escapes from a server, no unbounded text.
+    assert StopRequest.parse("stopped 01JOB 15 10.0 \x1b]0;pwned\x07").by == "?"
+    assert StopRequest.parse("stopped 01JOB 15 10.0 " + "u" * 400).by == "?"

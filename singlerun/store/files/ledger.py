@@ -48,7 +48,12 @@ CREATE TABLE IF NOT EXISTS runs (
 CREATE INDEX IF NOT EXISTS runs_by_key ON runs ("group", name, started_at);
 """
 # Columns added since the first schema: a ledger written by an older singlerun gains them.
-_ADDED = {"attempt": "INTEGER NOT NULL DEFAULT 1", "run_id": "TEXT NOT NULL DEFAULT ''"}
+_ADDED = {
+    "attempt": "INTEGER NOT NULL DEFAULT 1",
+    "run_id": "TEXT NOT NULL DEFAULT ''",
+    "invocation_id": "TEXT NOT NULL DEFAULT ''",
+    "stopped_by": "TEXT NOT NULL DEFAULT ''",
+}
 
 
 @contextlib.contextmanager
@@ -158,7 +163,7 @@ class Ledger:
         for column, kind in _ADDED.items():
             if column not in have:
                 db.execute(f"ALTER TABLE runs ADD COLUMN {column} {kind}")
-        ledgerstats.install(db)
+        ledgerstats.install(db, _ADDED)
         return db
 
     def _reader(self) -> sqlite3.Connection | None:

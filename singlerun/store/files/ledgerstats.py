@@ -56,12 +56,14 @@ def _has_tables(db: sqlite3.Connection) -> bool:
 BACKFILL_MAX = 1_000_000  # runs: filling the tables from more could outlast ledger.BOUND
 
 
-def install(db: sqlite3.Connection) -> None:
+def install(db: sqlite3.Connection, added: dict[str, str]) -> None:
     """Make the tables and the trigger (a writing connection in autocommit mode), and fill
     them from the runs of a ledger that had none, in one transaction. A ledger of more than
     BACKFILL_MAX runs (--history-size above it, from an older singlerun) is left without
-    them, and its readers scan: the fill would not fit in a fold's time bound."""
+    them, and its readers scan: the fill would not fit in a fold's time bound. `added`: the
+    runs table's columns since its first version, and their types."""
     if _has_tables(db):
+        _upgrade(db, added)
         return
     low, high = db.execute("SELECT MIN(rowid), MAX(rowid) FROM runs").fetchone()
     if low is not None and high - low > BACKFILL_MAX:
@@ -77,6 +79,30 @@ def install(db: sqlite3.Connection) -> None:
                 db.execute(f"DROP {old}")
             for statement in (*_split(SCHEMA), *_split(_BACKFILL)):
                 db.execute(statement)
+        db.execute("COMMIT")
+    except BaseException:
+        if db.in_transaction:
+            db.execute("ROLLBACK")
+        raise
+
+
+def _upgrade(db: sqlite3.Connection, added: dict[str, str]) -> None:
+    """Give `newest` the columns the runs table gained since it was made, and make the
+    trigger again (it names every column); the counts are kept."""
+
+    def missing() -> list[str]:
+        have = {row[1] for row in db.execute("PRAGMA table_info(newest)")}
+        return [n for n in _NAMES if n not in have]
+
+    if not missing():
+        return
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        for name in missing():  # again, under the write lock; in Run's order, as inserted
+            db.execute(f'ALTER TABLE newest ADD COLUMN "{name}" {added[name]}')
+        db.execute("DROP TRIGGER IF EXISTS count_run")
+        (trigger,) = (s for s in _split(SCHEMA) if s.startswith("CREATE TRIGGER"))
+        db.execute(trigger)
         db.execute("COMMIT")
     except BaseException:
         if db.in_transaction:

@@ -204,7 +204,7 @@ class FileStore(StoreBase):
 
     def _write_stop(self, key: JobKey, slot: int, request: StopRequest) -> None:
         """A note for the holder's ledger row; the stopper signals it itself (same host)."""
-        note = f"{request.reason} {request.job_id}\n".encode()
+        note = f"{request.encode()}\n".encode()
         self.dir.replace(self._name(key, slot, ".stop"), note, "the stop request")
 
     def stop_request(self, lease: Lease) -> StopRequest | None:
