@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from singlerun.errors import SinglerunError
 from singlerun.exitcodes import ExitCode
@@ -25,3 +25,17 @@ class LockBusy(SinglerunError):
 
 class WaitTimeout(LockBusy):
     """--wait-timeout ran out before the key became free."""
+
+
+class HeldBack(LockBusy):
+    """No slot is granted yet: the store's data is too new to trust that no holder from
+    before still runs (a Redis server that lost its data; see store/redis/scripts.py)."""
+
+    class Why(NamedTuple):
+        what: str  # "<server> lost its data …", for the message
+        wait: float  # seconds until grants resume, as the server saw it
+        lost: bool  # a holder from before re-took its lease: its data was surely lost
+
+    def __init__(self, key: JobKey, why: HeldBack.Why) -> None:
+        super().__init__(key, [])
+        self.why = why

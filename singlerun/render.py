@@ -58,8 +58,14 @@ def describe(
 
 def busy(exc: LockBusy, timed_out: bool) -> str:
     """The conflict line: `backups/nightly is already running (job 01J…, pid 42, …)`."""
+    from singlerun.busy import HeldBack
     from singlerun.identity import host, surely_running
 
+    if isinstance(exc, HeldBack):
+        return (
+            f"{exc.key} is held back: {exc.why.what}; keys are granted again in "
+            f"{format_age(-(-exc.why.wait // 1))}, when no job from before can still run"
+        )
     # psutil costs ~40 ms to import: a stampede of launchers on a held key pays it on every
     # conflict. When the newest holder's singlerun is plainly running, /proc says so for less.
     newest = max(exc.holders, key=lambda r: r.started_at, default=None)

@@ -96,6 +96,10 @@ class RedisServer:
         self.proc.kill()
         self.proc.wait()
 
+    def drop_clients(self) -> int:
+        """CLIENT KILL of every client but ours (a proxy's idle timeout, an operator)."""
+        return int(self.client().client_kill_filter(_type="normal", skipme=True))
+
     def restart(self) -> None:
         """Kill it and start it again on the same port, every key lost."""
         self.kill()
@@ -160,6 +164,15 @@ class PostgresServer:
         with psycopg.connect(self.url("x").split("?")[0], autocommit=True) as conn:
             cur = conn.execute(query, args or None)
             return cur.fetchall() if cur.description else []
+
+    def drop_clients(self) -> int:
+        """pg_terminate_backend of every singlerun session."""
+        return len(
+            self.sql(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE application_name = 'singlerun' AND pid <> pg_backend_pid()"
+            )
+        )
 
     def pause(self) -> None:
         _freeze(self._all(), signal.SIGSTOP)

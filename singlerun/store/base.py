@@ -20,7 +20,7 @@ from collections.abc import Iterator
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
 
-from singlerun.busy import LockBusy, WaitTimeout
+from singlerun.busy import HeldBack, LockBusy, WaitTimeout
 from singlerun.errors import StoreError
 from singlerun.keys import JobKey
 
@@ -106,7 +106,12 @@ class StoreBase:
     def acquire(
         self, key: JobKey, me: Record, *, slots: int, wait: bool, deadline: float | None
     ) -> Lease:
-        lease = self._try(key, me, slots)
+        try:
+            lease = self._try(key, me, slots)
+        except HeldBack:
+            if not wait:
+                raise
+            lease = None
         if lease is not None:
             return lease
         if not wait:

@@ -1,5 +1,6 @@
 """Chaos across the network: contenders loop on one key through a proxy while a chaos
-thread SIGKILLs and SIGSTOPs their singlerun, cuts the proxy and pauses the server. The jobs
+thread SIGKILLs and SIGSTOPs their singlerun, cuts the proxy, pauses and restarts the
+server (Redis loses every key) and drops its clients' connections. The jobs
 log their fencing tokens; an overlap detector must count zero overlaps, and tokens must
 strictly increase in the order the jobs started. Replay with CHAOS_SEED=<seed> (the timing
 is the machine's); NETWORK_CHAOS_RUNS sets the number of runs per backend (TORTURE_LONG=1:
@@ -27,6 +28,7 @@ RUNS = int(os.environ.get("NETWORK_CHAOS_RUNS") or (3000 if LONG else 200))
 CONTENDERS = 3
 
 CHAOS_JOB = str(Path(__file__).parents[1] / "helpers" / "chaos_job.sh")
+ACTIONS = ("kill", "freeze", "pause", "cut", "restart", "drop", "none")
 
 
 def _contender(argv, env, budget, procs, lock, stop, rng):
@@ -66,7 +68,8 @@ def _signal(proc, sig, lock):
 def _chaos(rng, procs, lock, server, proxy, stop, counts):
     while not stop.is_set():
         time.sleep(rng.uniform(0.05, 0.25))
-        action = rng.choice(["kill", "freeze", "pause", "cut", "none"])
+        # A restart is rarer: each costs the server's start and the grace of its new epoch.
+        action = rng.choices(ACTIONS, weights=(5, 5, 5, 5, 1, 3, 5))[0]
         with lock:
             live = [p for p in procs if p.poll() is None]
         if action in ("kill", "freeze") and live:
@@ -85,6 +88,11 @@ def _chaos(rng, procs, lock, server, proxy, stop, counts):
             proxy.cut()
             time.sleep(rng.uniform(0.1, 1.0))
             proxy.heal()
+        elif action == "restart":  # Redis: every key lost; PostgreSQL: a crash, data kept
+            server.restart()
+        elif action == "drop":  # CLIENT KILL, pg_terminate_backend
+            with contextlib.suppress(Exception):
+                server.drop_clients()
         counts[action] += 1
 
 
@@ -100,7 +108,7 @@ def test_chaos_no_overlap_and_increasing_tokens(rr, server, ns, tmp_path):
     argv = [*SINGLERUN, "-q", "-n", "chaos", "--wait-timeout", "5s", "--lease-ttl", "1s"]
     argv += ["--", "sh", CHAOS_JOB, str(box)]
     budget, procs, lock, stop = [runs], [], threading.Lock(), threading.Event()
-    counts = {a: 0 for a in ("kill", "freeze", "pause", "cut", "none")}
+    counts = dict.fromkeys(ACTIONS, 0)
     chaos = threading.Thread(
         target=_chaos, args=(rng, procs, lock, server, proxy, stop, counts), daemon=True
     )

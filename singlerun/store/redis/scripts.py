@@ -8,8 +8,10 @@ A key's data lives under BASE = PREFIX + "{" + STEM + "}" (one hash slot per key
   BASE:queue      sorted set of waiting job IDs, scored by arrival (BASE:qseq)
   BASE:waiters    hash job ID -> the waiter's record
   BASE:ticket:ID  a waiter's own lease, renewed while it waits
+  BASE:retaken:N  the epoch in which slot N's holder re-took its lease (see _EPOCH)
   BASE:free       pub/sub channel: a slot may have freed, or the queue moved
-PREFIX + "keys" is the set of stems, for `status`.
+PREFIX + "keys" is the set of stems, for `status`; PREFIX + "epoch" is the data's epoch
+(see _EPOCH).
 """
 
 from __future__ import annotations
@@ -41,8 +43,38 @@ local function next_fence(base)
 end
 """
 
+# After a server lost its data (a restart without persistence, a failover to a replica),
+# a holder from before may still run its job: its lease is gone with the data. A live
+# holder re-asserts its lease at its next renewal (RENEW); grants wait GRACE (3 s) from the
+# start of a new epoch so that it can, and once one has, a lease TTL (the longest of the
+# asker's and the re-asserters'), so that a holder that could not (frozen, cut off) has
+# stopped its job by then. A new epoch is a server with another run_id (it restarted:
+# counted from its start) or another replication ID (a replica promoted: counted from
+# now, the first instant known to be after it). A brand-new server looks the same: its
+# first grant waits at most GRACE. `epoch(key)` returns now, since, lost (as ms / ms / 0-1).
+_EPOCH = """
+local function epoch(key)
+  local info = redis.call('INFO', 'server')
+  local run = string.match(info, 'run_id:(%x+)') or '?'
+  local up = tonumber(string.match(info, 'uptime_in_seconds:(%d+)') or '0')
+  local replid = string.match(redis.call('INFO', 'replication'), 'master_replid:(%x+)') or '?'
+  local t = redis.call('TIME')
+  local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  local e = redis.call('HMGET', key, 'run', 'replid', 'since')
+  if e[1] == run and e[2] == replid and tonumber(e[3]) then return now, tonumber(e[3]) end
+  local since = now - up * 1000
+  if e[2] and e[2] ~= replid then since = now end
+  redis.call('DEL', key)
+  redis.call('HSET', key, 'run', run, 'replid', replid, 'since', since)
+  return now, since
+end
+"""
+
+# ARGV: base, slots, job_id, ttl_ms, waiting (0/1), record, stem, keys-set, epoch key,
+# grace_ms. Returns as below, or {-3, ms to wait, 1 if a holder re-asserted a lease}.
 ACQUIRE = (
     _NEXT_FENCE
+    + _EPOCH
     + """
 local base, slots, me, ttl = ARGV[1], tonumber(ARGV[2]), ARGV[3], tonumber(ARGV[4])
 local waiting = ARGV[5] == '1'
@@ -57,6 +89,13 @@ end
 for slot = 0, slots - 1 do
   local lease = base .. ':lease:' .. slot
   if redis.call('EXISTS', lease) == 0 then
+    local now, since = epoch(ARGV[9])
+    local wait = since + tonumber(ARGV[10]) - now
+    local lost = tonumber(redis.call('HGET', ARGV[9], 'ttl') or '0')
+    if lost > 0 then wait = math.max(wait, since + math.max(ttl, lost) - now) end
+    -- A slot whose holder re-took it in this epoch (and let go since) is known to be free.
+    local known = redis.call('GET', base .. ':retaken:' .. slot) == tostring(since)
+    if wait > 0 and not known then return {-3, wait, lost > 0 and 1 or 0} end
     local fence = next_fence(base)
     redis.call('SET', lease, me .. ' ' .. fence, 'PX', ttl)
     local left = redis.call('HGET', base .. ':recs', slot)
@@ -95,15 +134,30 @@ redis.call('HSET', ARGV[1] .. ':recs', ARGV[2], ARGV[4])
 return 1
 """
 
-# ARGV: base, slot, lease value, ttl_ms. Returns {1 renewed | 0 not ours, stop request}.
-# PEXPIRE to the fixed TTL (never adding to it), only if the lease is still ours.
-RENEW = """
+# ARGV: base, slot, lease value, ttl_ms, epoch key, stem, keys-set. Returns {1 renewed |
+# 2 re-asserted | 0 not ours, stop request}. PEXPIRE to the fixed TTL (never adding to
+# it), only if the lease is still ours. A lease that is gone (the server lost its data)
+# is set again, and the epoch notes it (see _EPOCH): no grant is made meanwhile.
+RENEW = (
+    _EPOCH
+    + """
 local lease = ARGV[1] .. ':lease:' .. ARGV[2]
 local stop = redis.call('GET', ARGV[1] .. ':stop:' .. ARGV[2]) or false
-if redis.call('GET', lease) ~= ARGV[3] then return {0, stop} end
+local value = redis.call('GET', lease)
+if not value then
+  local _, since = epoch(ARGV[5])
+  redis.call('SET', ARGV[1] .. ':retaken:' .. ARGV[2], since, 'PX', 86400000)
+  local lost = tonumber(redis.call('HGET', ARGV[5], 'ttl') or '0')
+  redis.call('HSET', ARGV[5], 'ttl', math.max(lost, tonumber(ARGV[4])))
+  redis.call('SET', lease, ARGV[3], 'PX', ARGV[4])
+  redis.call('SADD', ARGV[7], ARGV[6])
+  return {2, stop}
+end
+if value ~= ARGV[3] then return {0, stop} end
 redis.call('PEXPIRE', lease, ARGV[4])
 return {1, stop}
 """
+)
 
 # ARGV: base, slot, lease value, job_id. Compare-and-delete; the record goes if it is ours.
 # Returns 1 released, 0 the lease was no longer ours (lost during the run).

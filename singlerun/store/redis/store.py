@@ -17,12 +17,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from singlerun.busy import WaitTimeout
+from singlerun.busy import HeldBack, WaitTimeout
 from singlerun.errors import StoreError
 from singlerun.keys import JobKey, KeyFilter
 from singlerun.lease import Lease, Reclaimed, Renewal, StopRequest
 from singlerun.record import Record, encode, parse
-from singlerun.store.base import StoreBase, client, failing_as, slot_number
+from singlerun.store.base import StoreBase, failing_as, slot_number
 from singlerun.store.protocol import KeyState
 from singlerun.store.redis import scripts
 from singlerun.store.redis.url import RedisURL
@@ -35,9 +35,10 @@ if TYPE_CHECKING:
 @dataclass
 class _Held:
     value: str  # "JOB_ID FENCE": what the lease key holds while it is ours
+    record: bytes  # the record last published, set again with a re-asserted lease
 
 
-_AUTH_REPLIES = ("WRONGPASS", "NOAUTH", "NOPERM", "invalid username-password", "HELLO")
+GRACE = 3.0  # seconds a new epoch waits for holders to re-assert their leases (scripts.py)
 
 
 def _text(value: Any) -> str:
@@ -52,49 +53,15 @@ class RedisStore(StoreBase):
         return cls(parse_url(url), ttl)
 
     def __init__(self, url: RedisURL, ttl: float) -> None:
-        redis = client("redis", "Redis", "redis-py", "redis")
-        from redis.backoff import NoBackoff
-        from redis.retry import Retry
+        from singlerun.store.redis.connect import connect
 
-        self._redis_error = redis.RedisError
         self.location = url.location
         self.ttl = ttl
         self._ttl_ms = max(1, int(ttl * 1000))
         self.prefix = url.prefix
-        # Far below the TTL: a stuck call must not outlast the lease (redis-py's own default
-        # retries would); retrying is the ticker's business, bounded by the lease.
         # Typed as Any: redis-py's stubs disagree with its own documented call forms.
-        self.client: Any = redis.Redis(
-            host=url.host or "localhost",
-            port=url.port,
-            unix_socket_path=url.path or None,
-            db=url.db,
-            username=url.username,
-            password=url.password,
-            ssl=url.scheme == "rediss",
-            # Said, not left to the client's defaults: redis-py 5 checks no host name.
-            ssl_cert_reqs="required",
-            ssl_check_hostname=url.scheme == "rediss",
-            **url.tls_files,
-            socket_connect_timeout=url.connect_timeout,
-            socket_timeout=max(0.2, min(ttl / 3, url.connect_timeout)),
-            socket_keepalive=True,
-            retry=Retry(NoBackoff(), 0),
-            client_name="singlerun",
-        )
-        with self._errors("reach"):
-            try:
-                self.client.ping()
-            except (redis.AuthenticationError, redis.ResponseError) as exc:
-                # WRONGPASS, NOAUTH and a server that wants HELLO: say what it is, never how.
-                auth = isinstance(exc, redis.AuthenticationError)
-                if auth or str(exc).startswith(_AUTH_REPLIES):
-                    who = f"user {url.username}" if url.username else "the default user"
-                    raise StoreError(
-                        f"authentication failed for {who} on {self.location} (check the "
-                        "password in the URL or REDISCLI_AUTH)"
-                    ) from None
-                raise
+        self.client: Any
+        self.client, self._redis_error = connect(url, ttl)
         self._scripts = {
             name: self.client.register_script(getattr(scripts, name)) for name in scripts.NAMES
         }
@@ -112,20 +79,41 @@ class RedisStore(StoreBase):
     # -- acquiring ---------------------------------------------------------------------------
 
     def _grant(self, key: JobKey, me: Record, slots: int, waiting: bool) -> Lease | None:
+        """A lease, or None if every slot is held (or someone waits ahead). Raises HeldBack
+        while the server's data is too new to trust (scripts._EPOCH)."""
         base = self._base(key)
         asked = time.monotonic()  # the lease's clock starts no later than the server's
-        args = (base, slots, me.job_id, self._ttl_ms, int(waiting), encode(me))
-        reply = self._run("ACQUIRE", *args, key.stem, f"{self.prefix}keys")
+        record = encode(me)
+        args = (base, slots, me.job_id, self._ttl_ms, int(waiting), record, key.stem)
+        epoch = (f"{self.prefix}keys", f"{self.prefix}epoch", int(GRACE * 1000))
+        reply = self._run("ACQUIRE", *args, *epoch)
+        if int(reply[0]) == -3:
+            raise HeldBack(key, self._held_back(int(reply[1]) / 1000, bool(reply[2])))
         if int(reply[0]) < 0:
             return None
         slot, fence = int(reply[0]), str(int(reply[1]))
         left = reply[2]
         reclaimed = None if not left else Reclaimed(parse(left))
-        held = _Held(f"{me.job_id} {fence}")
+        held = _Held(f"{me.job_id} {fence}", record)
         return Lease(key, slot, fence, self.ttl, None, reclaimed, held, asked)
 
+    def _held_back(self, wait: float, lost: bool) -> HeldBack.Why:
+        if lost:
+            why = "lost its data and a holder from before re-took its lease"
+        else:
+            why = "has new data (restarted, failed over, or new)"
+        return HeldBack.Why(f"{self.location} {why}", wait, lost)
+
     def _try(self, key: JobKey, me: Record, slots: int) -> Lease | None:
-        return self._grant(key, me, slots, waiting=False)
+        # The first instants of a new epoch (GRACE) are waited out, even without --wait: a
+        # brand-new server looks the same and must just work.
+        while True:
+            try:
+                return self._grant(key, me, slots, waiting=False)
+            except HeldBack as held:
+                if held.why.lost or held.why.wait > GRACE:
+                    raise
+                time.sleep(held.why.wait)
 
     def _queue(self, key: JobKey, me: Record, slots: int, deadline: float | None) -> Lease:
         base = self._base(key)
@@ -137,13 +125,19 @@ class RedisStore(StoreBase):
                 pubsub.subscribe(f"{base}:free")  # before looking: no wake-up is lost
             enqueue = (base, me.job_id, self._ttl_ms, encode(me), key.stem, f"{self.prefix}keys")
             self._run("ENQUEUE", *enqueue)
-            while (lease := self._grant(key, me, slots, waiting=True)) is None:
+            while True:
+                pause = self.ttl / 3
+                try:
+                    if (lease := self._grant(key, me, slots, waiting=True)) is not None:
+                        break
+                except HeldBack as held:
+                    pause = min(pause, held.why.wait)
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if remaining is not None and remaining <= 0:
                     raise WaitTimeout(key, [])
                 # A third of the TTL at most: our ticket is renewed, and a missed message
                 # (or a waiter ahead that died silently) costs no more than that.
-                timeout = self.ttl / 3 if remaining is None else min(self.ttl / 3, remaining)
+                timeout = pause if remaining is None else min(pause, remaining)
                 with self._errors("wait on"):
                     pubsub.get_message(timeout=timeout)
                 self._run("ENQUEUE", *enqueue)  # renews the ticket; keeps our place
@@ -165,19 +159,23 @@ class RedisStore(StoreBase):
 
     def publish(self, lease: Lease, record: Record) -> None:
         held: _Held = lease.handle
-        self._run("PUBLISH", self._base(lease.key), lease.slot, held.value, encode(record))
+        held.record = encode(record)
+        self._run("PUBLISH", self._base(lease.key), lease.slot, held.value, held.record)
 
     def renew(self, lease: Lease) -> Renewal:
         held: _Held = lease.handle
+        base, keys, epoch = self._base(lease.key), f"{self.prefix}keys", f"{self.prefix}epoch"
+        args = [base, lease.slot, held.value, self._ttl_ms, epoch, lease.key.stem, keys]
         try:
-            reply = self._scripts["RENEW"](
-                keys=[], args=[self._base(lease.key), lease.slot, held.value, self._ttl_ms]
-            )
+            reply = self._scripts["RENEW"](keys=[], args=args)
+            if isinstance(reply, list) and len(reply) == 2 and reply[0] == 2:
+                # Re-asserted after the server lost its data: the record goes back too.
+                self._scripts["PUBLISH"](keys=[], args=[*args[:3], held.record])
         except self._redis_error:
             return Renewal(None, None)
         # A reply of another shape is not an answer: as if the server could not be asked
         # (the lease then runs out on its deadline), never a crash that frees the key.
-        if not isinstance(reply, list) or len(reply) != 2 or reply[0] not in (0, 1):
+        if not isinstance(reply, list) or len(reply) != 2 or reply[0] not in (0, 1, 2):
             return Renewal(None, None)
         return Renewal(bool(reply[0]), StopRequest.parse(reply[1]) if reply[1] else None)
 

@@ -1,0 +1,54 @@
+"""A connection to Redis for the store: redis-py set up for leases, and the first round
+trip, whose failures each get their one line."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from singlerun.errors import StoreError
+from singlerun.store.base import client, failing_as
+from singlerun.store.redis.url import RedisURL
+
+_AUTH_REPLIES = ("WRONGPASS", "NOAUTH", "NOPERM", "invalid username-password", "HELLO")
+
+
+def connect(url: RedisURL, ttl: float) -> tuple[Any, type[Exception]]:
+    """(a redis.Redis that answered a PING, redis-py's base error class)."""
+    redis = client("redis", "Redis", "redis-py", "redis")
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
+
+    # Far below the TTL: a stuck call must not outlast the lease (redis-py's own default
+    # retries would); retrying is the ticker's business, bounded by the lease.
+    db = redis.Redis(
+        host=url.host or "localhost",
+        port=url.port,
+        unix_socket_path=url.path or None,
+        db=url.db,
+        username=url.username,
+        password=url.password,
+        ssl=url.scheme == "rediss",
+        # Said, not left to the client's defaults: redis-py 5 checks no host name.
+        ssl_cert_reqs="required",
+        ssl_check_hostname=url.scheme == "rediss",
+        **url.tls_files,
+        socket_connect_timeout=url.connect_timeout,
+        socket_timeout=max(0.2, min(ttl / 3, url.connect_timeout)),
+        socket_keepalive=True,
+        retry=Retry(NoBackoff(), 0),
+        client_name="singlerun",
+    )
+    with failing_as(url.location, "reach", redis.RedisError):
+        try:
+            db.ping()
+        except (redis.AuthenticationError, redis.ResponseError) as exc:
+            # WRONGPASS, NOAUTH and a server that wants HELLO: say what it is, never how.
+            auth = isinstance(exc, redis.AuthenticationError)
+            if auth or str(exc).startswith(_AUTH_REPLIES):
+                who = f"user {url.username}" if url.username else "the default user"
+                raise StoreError(
+                    f"authentication failed for {who} on {url.location} (check the "
+                    "password in the URL or REDISCLI_AUTH)"
+                ) from None
+            raise
+    return db, redis.RedisError
