@@ -23,6 +23,11 @@ class StoreError(SinglerunError):
     """The lock directory or a lock store cannot be used."""
 
 
+class Dropped(StoreError):
+    """The connection to the server dropped or timed out: worth trying again (a waiter
+    does, store/outage.py)."""
+
+
 class SpawnError(SinglerunError):
     """The command could not be started (126 or 127)."""
 

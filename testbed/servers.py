@@ -98,7 +98,7 @@ class RedisServer:
 
     def drop_clients(self) -> int:
         """CLIENT KILL of every client but ours (a proxy's idle timeout, an operator)."""
-        return int(self.client().client_kill_filter(_type="normal", skipme=True))
+        return int(self.client().client_kill_filter(skipme=True))
 
     def restart(self) -> None:
         """Kill it and start it again on the same port, every key lost."""

@@ -21,7 +21,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
 
 from singlerun.busy import HeldBack, LockBusy, WaitTimeout
-from singlerun.errors import StoreError
+from singlerun.errors import Dropped, StoreError
 from singlerun.keys import JobKey
 
 if TYPE_CHECKING:
@@ -64,13 +64,17 @@ def failing_as(
     action: str,
     errors: type[BaseException] | tuple[type[BaseException], ...],
     passing: tuple[type[BaseException], ...] = (),
+    dropped: tuple[type[BaseException], ...] = (),
 ) -> Iterator[None]:
-    """A client's `errors` leave as one StoreError line ("cannot ACTION LOCATION: why");
-    `passing` ones go through for the caller to turn into something else."""
+    """A client's `errors` leave as one StoreError line ("cannot ACTION LOCATION: why"),
+    `dropped` ones (a connection lost) as Dropped; `passing` ones go through for the caller
+    to turn into something else."""
     try:
         yield
     except passing:
         raise
+    except dropped as exc:
+        raise Dropped(f"cannot {action} {location}: {first_line(exc)}") from None
     except errors as exc:
         raise StoreError(f"cannot {action} {location}: {first_line(exc)}") from None
 
@@ -115,15 +119,23 @@ class StoreBase:
         if lease is not None:
             return lease
         if not wait:
-            raise LockBusy(key, self.holders(key, slots))
+            raise LockBusy(key, self._named_holders(key, slots))
         try:
             return self._queue(key, me, slots, deadline)
         except WaitTimeout as exc:
-            exc.holders = self.holders(key, slots)
+            exc.holders = self._named_holders(key, slots)
             raise
 
     def holders(self, key: JobKey, slots: int) -> list[Record]:
         return [r for slot, r in self._slots_held(key) if slot < slots and r is not None]
+
+    def _named_holders(self, key: JobKey, slots: int) -> list[Record]:
+        """For the conflict's message: a server that stopped answering meanwhile (the wait
+        timed out behind an outage) leaves the holders unnamed, and the conflict stands."""
+        try:
+            return self.holders(key, slots)
+        except StoreError:
+            return []
 
     def _slot_of(self, record: Record) -> int | None:
         for slot, found in self._slots_held(JobKey(record.group, record.name)):

@@ -231,3 +231,40 @@ def test_a_forged_slot_field_breaks_neither_a_conflict_nor_status_nor_clean(
         r = rr.run(*args)
         assert r.returncode == 0 and "internal error" not in r.stderr, (args, r.stderr)
     stop(holder)
+
+
+def test_a_forged_giant_record_or_history_row_is_corrupt_not_read(rr, server, ns, tmp_path):
+    """Issue 18.6: a record or history row of 80 MiB (anyone with the server's password can
+    write one) is no record singlerun wrote. Readers see a corrupt record and skip the row,
+    without reading them: before, every `status` and `history` allocated them (Redis now
+    refuses replies over 64 MiB, which would otherwise fail them for everyone)."""
+    import sys
+
+    from tests.network.test_fake_servers import MEASURED
+
+    holder, _ = rr.start_holder("-n", "g")
+    giant = b"x" * (80 << 20)
+    stem = JobKey("default", "g").stem
+    if server.kind == "redis":
+        db = server.client()
+        db.hset(f"{ns}:{{{stem}}}:recs", "0", giant)
+        db.xadd(f"{ns}:history", {"run": giant})
+    else:
+        server.sql(f'UPDATE "{ns}".holders SET record = %s WHERE stem = %s', giant, stem)
+        server.sql(
+            f'INSERT INTO "{ns}".runs (job_id, "group", name, started_at, line) '
+            "VALUES ('G1', 'default', 'g', 2e9, %s)", giant,
+        )  # fmt: skip
+    del giant
+    for args in (["status", "--json", "-n", "g"], ["history", "--json"]):
+        r = subprocess.run(
+            [sys.executable, "-c", MEASURED, sys.executable, "-m", "singlerun", *args],
+            env=rr.env, capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        *lines, peak = r.stderr.splitlines()
+        assert (r.returncode, lines) == (0, []), (args, lines)
+        assert int(peak) < 150 << 10, (args, peak)  # KiB
+    (entry,) = json.loads(rr.run("status", "--json", "-n", "g").stdout)
+    assert entry["state"] == "running" and entry["job_id"] is None  # held, record corrupt
+    assert json.loads(rr.run("history", "--json").stdout) == []
+    stop(holder)

@@ -75,8 +75,18 @@ def test_an_older_schema_is_migrated_and_a_newer_one_refused(rr, postgres_server
     postgres_server.sql(f"INSERT INTO {ns}.version VALUES (0)")  # before the first tables
     r = rr.run("-n", "k", "--", "true")
     assert r.returncode == 0, r.stderr
-    assert postgres_server.sql(f"SELECT version FROM {ns}.version") == [(1,)]
+    assert postgres_server.sql(f"SELECT version FROM {ns}.version") == [(2,)]
     assert postgres_server.sql(f"SELECT count(*) FROM {ns}.runs") == [(1,)]
+    # Version 1 to 2 (the waiters' dead_since, issue 19.2) on a schema in use.
+    postgres_server.sql(f"ALTER TABLE {ns}.waiters DROP COLUMN dead_since")
+    postgres_server.sql(f"UPDATE {ns}.version SET version = 1")
+    assert rr.run("-n", "k", "--", "true").returncode == 0
+    assert postgres_server.sql(f"SELECT version FROM {ns}.version") == [(2,)]
+    assert postgres_server.sql(
+        "SELECT count(*) FROM information_schema.columns WHERE table_schema = %s "
+        "AND table_name = 'waiters' AND column_name = 'dead_since'",
+        ns,
+    ) == [(1,)]
     postgres_server.sql(f"UPDATE {ns}.version SET version = 99")
     r = rr.run("-n", "k", "--", "true")
     assert r.returncode == 125 and "newer than this singlerun knows" in r.stderr
@@ -210,3 +220,22 @@ def test_libpq_urls_as_libpq_reads_them(rr, postgres_server, ns):
         assert (r.returncode, r.stdout, r.stderr) == (0, f"{form}\n", ""), (form, r.stderr)
     r = rr.run("--backend", f"{forms['socket']}&schema={ns}", "history", "--json")
     assert {row["name"] for row in json.loads(r.stdout)} == set(forms)
+
+
+def test_a_query_without_a_whole_reply_in_time_closes_the_session(postgres_server, ns):
+    """Issue 18.6: a server that stops answering mid-session (paused, or trickling) held a
+    query without limit; now every query but a lock wait has a whole-reply deadline."""
+    from singlerun.store.postgres.session import Session
+    from singlerun.store.postgres.url import parse
+
+    session = Session(parse(postgres_server.url(ns)), ttl=3.0)
+    assert session.q("SELECT 1") == [(1,)]
+    postgres_server.pause()
+    try:
+        t0 = time.monotonic()
+        with pytest.raises(session.psycopg.OperationalError, match="no whole reply within 5s"):
+            session.q("SELECT 2")
+        assert 4.5 < time.monotonic() - t0 < 8
+        assert session.broken()  # closed: a waiter reconnects, a holder counts it lost
+    finally:
+        postgres_server.resume()

@@ -24,8 +24,8 @@ from singlerun.errors import StoreError
 from singlerun.keys import MAX_SLOTS, JobKey, KeyFilter
 from singlerun.lease import Lease, Reclaimed, StopRequest
 from singlerun.record import MAX_SIZE, Record, encode, parse
+from singlerun.store.alarm import alarm_at
 from singlerun.store.base import StoreBase
-from singlerun.store.files.alarm import alarm_at
 from singlerun.store.files.lockdir import LockDir
 
 if TYPE_CHECKING:

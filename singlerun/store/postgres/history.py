@@ -36,7 +36,8 @@ def _lines(db: Session, sql: str, *args: Any) -> list[Run]:
 def runs(db: Session, only: KeyFilter, limit: int | None) -> list[Run]:
     return _lines(
         db,
-        "SELECT line FROM {s}.runs WHERE (%s::text IS NULL OR \"group\" = %s) "
+        f"SELECT {schema.sized('line', 2)} FROM {{s}}.runs "
+        "WHERE (%s::text IS NULL OR \"group\" = %s) "
         "AND (%s::text IS NULL OR name = %s) ORDER BY started_at DESC, job_id DESC LIMIT %s",
         only.group, only.group, only.name, only.name, limit,
     )  # fmt: skip
@@ -45,7 +46,8 @@ def runs(db: Session, only: KeyFilter, limit: int | None) -> list[Run]:
 def last_runs(db: Session) -> dict[tuple[str, str], Run]:
     runs = _lines(
         db,
-        'SELECT DISTINCT ON ("group", name) line FROM {s}.runs '
+        f'SELECT DISTINCT ON ("group", name) {schema.sized("line", 2)} '
+        "FROM {s}.runs "
         'ORDER BY "group", name, started_at DESC',
     )
     return {(r.group, r.name): r for r in runs}

@@ -23,6 +23,7 @@ from singlerun.store.postgres import schema
 from singlerun.store.postgres.session import Session, lock_key
 
 MULTI_SLOT_CHECK = 1.0  # s: the head waiter's check for a slot whose holder died silently
+REJOIN = 5.0  # s a waiter whose session dropped keeps its place (outage.FIRST…LONGEST tries)
 
 
 def channel(session: Session, key: JobKey) -> str:
@@ -40,6 +41,16 @@ def _lock_timeout(session: Session, deadline: float | None) -> None:
     session.q(f"SET lock_timeout = {max(1, int(remaining * 1000))}")
 
 
+def _pause(deadline: float | None, session: Session) -> None:
+    """A moment for a waiter ahead to come back (its row says when it left)."""
+    pause = 0.2
+    if deadline is not None:
+        pause = min(pause, deadline - time.monotonic())
+        if pause <= 0:
+            raise session.psycopg.errors.LockNotAvailable("timeout")
+    time.sleep(pause)
+
+
 def _sleep_for_notify(session: Session, deadline: float | None) -> None:
     timeout = MULTI_SLOT_CHECK
     if deadline is not None:
@@ -48,6 +59,12 @@ def _sleep_for_notify(session: Session, deadline: float | None) -> None:
             raise session.psycopg.errors.LockNotAvailable("timeout")
     for _ in session.conn.notifies(timeout=timeout, stop_after=1):
         pass
+
+
+class Place:
+    """A waiter's place in the queue, kept across a reconnect (store/outage.py)."""
+
+    seq: int | None = None
 
 
 def wait(
@@ -59,32 +76,55 @@ def wait(
     deadline: float | None,
     take_any: Callable[[], Lease | None],
     take_first: Callable[[], Lease],
+    place: Place,
 ) -> Lease:
-    """Queue for a slot of `key`; `take_any` tries every slot, `take_first` sleeps on slot
-    0 in the server's lock queue. Raises LockNotAvailable when `deadline` passes."""
+    """Queue for a slot of `key` (again at `place`, if it has one: a waiter whose session
+    dropped comes back where it was); `take_any` tries every slot, `take_first` sleeps on
+    slot 0 in the server's lock queue. Raises LockNotAvailable when `deadline` passes."""
     q = session.q
     ticket = lock_key(session.schema, key.stem, "ticket", me.job_id)
     chan = channel(session, key)
     q("SELECT pg_advisory_lock(%s)", ticket)  # ours alone: granted at once
-    (seq,) = q(
-        "INSERT INTO {s}.waiters (stem, job_id, record, lock_key) VALUES (%s, %s, %s, %s) "
-        "RETURNING seq",
-        key.stem, me.job_id, encode(me), ticket,
-    )[0]  # fmt: skip
+    if place.seq is None:
+        (place.seq,) = q(
+            "INSERT INTO {s}.waiters (stem, job_id, record, lock_key) VALUES (%s, %s, %s, %s) "
+            "RETURNING seq",
+            key.stem, me.job_id, encode(me), ticket,
+        )[0]  # fmt: skip
+    else:  # back after a dropped session: our row (or, if it was pruned, the same again)
+        q(
+            "INSERT INTO {s}.waiters (stem, job_id, seq, record, lock_key) "
+            "VALUES (%s, %s, %s, %s, %s) ON CONFLICT (stem, job_id) DO UPDATE "
+            "SET dead_since = NULL",
+            key.stem, me.job_id, place.seq, encode(me), ticket,
+        )  # fmt: skip
+    seq = place.seq
     q(f'LISTEN "{chan}"')
     try:
         while True:
+            # A waiter ahead whose ticket lock is free is dead, or its session dropped and
+            # it is on its way back: its row goes only once it has had REJOIN seconds.
             ahead = q(
-                f"SELECT w.lock_key, {schema.HELD.format(k='w.lock_key')} FROM {{s}}.waiters w "
-                "WHERE w.stem = %s AND w.seq < %s ORDER BY w.seq",
-                key.stem, seq,
+                f"SELECT w.lock_key, {schema.HELD.format(k='w.lock_key')}, COALESCE("
+                "w.dead_since < clock_timestamp() - %s * interval '1 second', false) "
+                "FROM {s}.waiters w WHERE w.stem = %s AND w.seq < %s ORDER BY w.seq",
+                REJOIN, key.stem, seq,
             )  # fmt: skip
-            if dead := [k for k, alive in ahead if not alive]:
+            if dead := [k for k, alive, gone in ahead if not alive and gone]:
                 q("DELETE FROM {s}.waiters WHERE stem = %s AND lock_key = ANY(%s)", key.stem, dead)
-            if live := [k for k, alive in ahead if alive]:
+            if rejoining := [k for k, alive, gone in ahead if not alive and not gone]:
+                q(
+                    "UPDATE {s}.waiters SET dead_since = clock_timestamp() WHERE stem = %s "
+                    "AND lock_key = ANY(%s) AND dead_since IS NULL",
+                    key.stem, rejoining,
+                )  # fmt: skip
+            if live := [k for k, alive, _ in ahead if alive]:
                 _lock_timeout(session, deadline)  # until the waiter just ahead goes
-                q("SELECT pg_advisory_lock_shared(%s)", live[-1])
+                q("SELECT pg_advisory_lock_shared(%s)", live[-1], blocking=True)
                 q("SELECT pg_advisory_unlock_shared(%s)", live[-1])
+                continue
+            if rejoining:
+                _pause(deadline, session)
                 continue
             if (lease := take_any()) is not None:
                 return lease

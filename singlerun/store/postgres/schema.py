@@ -8,7 +8,7 @@ shown (holders, waiters, history) and the stop requests.
 
 from __future__ import annotations
 
-VERSION = 1
+VERSION = 2
 
 # Made before any step: the one table every version has.
 BOOTSTRAP = """
@@ -41,6 +41,9 @@ CREATE TABLE {s}.runs (
   line bytea NOT NULL);  -- the run as one journal line (history.journal_line)
 CREATE INDEX runs_by_key ON {s}.runs ("group", name, started_at);
 """,
+    # When a waiter behind first saw this one's ticket lock free: its session may only have
+    # dropped, and it keeps its place for queue.REJOIN seconds (store/outage.py).
+    2: "ALTER TABLE {s}.waiters ADD COLUMN dead_since timestamptz;",
 }
 
 # pg_locks shows a bigint advisory key as its high half in classid, its low half in objid,
@@ -59,3 +62,13 @@ LEASE_LEFT = (
     "GREATEST(0, EXTRACT(EPOCH FROM {h}renewed_at + {h}ttl * interval '1 second' "
     "- clock_timestamp()))"
 )
+
+
+def sized(column: str, records: int = 1) -> str:
+    """A bytea column as read: a value longer than `records` times record.MAX_SIZE is no
+    record or journal line singlerun wrote, and is read as empty (corrupt), so that one
+    forged giant cannot make every reader allocate it."""
+    return (
+        f"COALESCE(CASE WHEN octet_length({column}) <= {records * 65536} THEN {column} END, "
+        "''::bytea)"
+    )

@@ -23,6 +23,10 @@ def lock_key(*parts: str | int) -> int:
     return int.from_bytes(digest, "big", signed=True)
 
 
+class _Late(Exception):
+    """The server's reply did not come whole in time."""
+
+
 class Session:
     def __init__(self, url: PostgresURL, ttl: float) -> None:
         self.psycopg: Any = client("psycopg", "PostgreSQL", "psycopg", "postgres")
@@ -30,6 +34,7 @@ class Session:
         self.location = url.location
         self.schema = url.schema
         self.ttl = ttl
+        self.reply_deadline = max(5.0, ttl / 3)  # seconds for a query's whole answer
         self._probe_sent: float | None = None  # a probe awaiting its answer, sent then
         # Keepalives (and an unacknowledged-send limit) well inside the TTL, both ways: we
         # notice a dead server, and the server drops a dead client's session and its locks.
@@ -62,12 +67,12 @@ class Session:
             raise StoreError(f"cannot reach {self.location}: {why}") from None
         with self.errors("use"):
             for setting in ("tcp_keepalives_idle", "tcp_keepalives_interval"):
-                self.conn.execute(f"SET {setting} = {beat}")
+                self.q(f"SET {setting} = {beat}")
             # A waiter blocked in the server's lock queue runs a query, and a server does
             # not read a running query's socket: without this, a killed waiter's session
             # (its place in the queue) would outlive it until the lock came (PostgreSQL 14+).
             with contextlib.suppress(psycopg.errors.UndefinedObject):
-                self.conn.execute("SET client_connection_check_interval = 1000")
+                self.q("SET client_connection_check_interval = 1000")
             self._prepare_schema()
 
     def errors(self, action: str) -> contextlib.AbstractContextManager[None]:
@@ -79,10 +84,25 @@ class Session:
         """`{s}` in `text` becomes the quoted schema."""
         return text.replace("{s}", f'"{self.schema}"')
 
-    def q(self, text: str, *args: Any) -> list[tuple[Any, ...]]:
+    def q(self, text: str, *args: Any, blocking: bool = False) -> list[tuple[Any, ...]]:
+        """Rows of a query, whole within `reply_deadline` (a server is not trusted to answer
+        at all, issue 18.6) unless it is `blocking`: a lock wait, bounded by lock_timeout.
+        Past the deadline the connection is closed, mid-reply as it is."""
         self.settle()
-        cur = self.conn.execute(self.sql(text), args or None)
-        return cur.fetchall() if cur.description else []
+        if blocking:
+            cur = self.conn.execute(self.sql(text), args or None)
+            return cur.fetchall() if cur.description else []
+        from singlerun.store.alarm import alarm_at
+
+        try:
+            with alarm_at(time.monotonic() + self.reply_deadline, _Late):
+                cur = self.conn.execute(self.sql(text), args or None)
+                return cur.fetchall() if cur.description else []
+        except _Late:
+            self.close()
+            raise self.psycopg.OperationalError(
+                f"no whole reply within {self.reply_deadline:g}s"
+            ) from None
 
     def broken(self) -> bool:
         """Whether the server ended the session (terminated, restarted) or it was closed."""

@@ -22,7 +22,7 @@ from singlerun.keys import JobKey, KeyFilter
 from singlerun.lease import Lease, Reclaimed, Renewal, StopRequest
 from singlerun.record import Record, encode, parse
 from singlerun.store.base import StoreBase
-from singlerun.store.postgres import history, queue, schema
+from singlerun.store.postgres import history, queue, schema, stops
 from singlerun.store.postgres.session import Session, lock_key
 from singlerun.store.postgres.url import PostgresURL
 from singlerun.store.postgres.url import parse as parse_url
@@ -46,11 +46,8 @@ class PostgresStore(StoreBase):
         return cls(parse_url(url), ttl)
 
     def __init__(self, url: PostgresURL, ttl: float) -> None:
-        self.url = url
+        self.url, self.location, self.schema, self.ttl = url, url.location, url.schema, ttl
         self.db = Session(url, ttl)
-        self.location = url.location
-        self.schema = url.schema
-        self.ttl = ttl
 
     # -- acquiring -------------------------------------------------------------------------------
 
@@ -67,8 +64,8 @@ class PostgresStore(StoreBase):
         was left."""
         lock = self._slot_lock(key, slot)
         left = self._q(
-            f"SELECT record, {schema.LEASE_LEFT.format(h='')} FROM {{s}}.holders "
-            "WHERE stem = %s AND slot = %s",
+            f"SELECT {schema.sized('record')}, {schema.LEASE_LEFT.format(h='')} "
+            "FROM {s}.holders WHERE stem = %s AND slot = %s",
             key.stem, slot,
         )  # fmt: skip
         if left and left[0][1] > 0:
@@ -96,7 +93,7 @@ class PostgresStore(StoreBase):
         return Lease(key, slot, str(fence), self.ttl, None, reclaimed, held, asked)
 
     def _sleep_on_slot(self, key: JobKey, me: Record, deadline: float | None) -> Lease:
-        self._q("SELECT pg_advisory_lock(%s)", self._slot_lock(key, 0))
+        self.db.q("SELECT pg_advisory_lock(%s)", self._slot_lock(key, 0), blocking=True)
         lease = self._grant(key, 0, me, True, deadline)
         assert lease is not None  # waiting: it sleeps out a lease still in force
         return lease
@@ -114,20 +111,32 @@ class PostgresStore(StoreBase):
             return self._take(key, slots, me, False, None)
 
     def _queue(self, key: JobKey, me: Record, slots: int, deadline: float | None) -> Lease:
-        try:
-            with self.db.errors("wait on"):
-                return queue.wait(
-                    self.db, key, me, slots=slots, deadline=deadline,
-                    take_any=lambda: self._take(key, slots, me, True, deadline),
-                    take_first=lambda: self._sleep_on_slot(key, me, deadline),
-                )  # fmt: skip
-        except self.db.psycopg.errors.LockNotAvailable:  # lock_timeout: --wait-timeout ran out
-            raise WaitTimeout(key, []) from None
-        except BaseException:
-            # Interrupted in a blocking call, or the server went away: our session's end
-            # drops the ticket's lock (the row is then dead, and pruned by the next waiter).
-            self.close()
-            raise
+        from singlerun.store.outage import Outage
+
+        outage, place = Outage(self.location, key, deadline), queue.Place()
+        while True:
+            try:
+                self._reconnect_if_dropped()
+                with self.db.errors("wait on"):
+                    return queue.wait(
+                        self.db, key, me, slots=slots, deadline=deadline, place=place,
+                        take_any=lambda: self._take(key, slots, me, True, deadline),
+                        take_first=lambda: self._sleep_on_slot(key, me, deadline),
+                    )  # fmt: skip
+            except self.db.psycopg.errors.LockNotAvailable:  # lock_timeout: --wait-timeout
+                raise WaitTimeout(key, []) from None
+            except StoreError as exc:
+                # The session dropped, or a new one cannot be had yet: our row keeps our
+                # place (its ticket lock went with the session); try again, with back-off.
+                if not self.db.broken():
+                    self.close()
+                    raise
+                outage.wait_out(exc.message.split(": ", 1)[-1])
+            except BaseException:
+                # Interrupted in a blocking call: our session's end drops the ticket's lock
+                # (the row is then dead, and pruned by the next waiter).
+                self.close()
+                raise
 
     def regrant(self, lease: Lease, job_id: str) -> None:
         held: _Held = lease.handle
@@ -198,13 +207,13 @@ class PostgresStore(StoreBase):
 
     def _holder_rows(self, stem: str | None = None) -> list[tuple[Any, ...]]:
         """(stem, slot, record, live) of every holder row: live while its session holds the
-        lock, or its lease is still in force."""
+        lock or its lease is in force."""
         where = "" if stem is None else "WHERE stem = %s"
         held = f"({schema.HELD.format(k='h.lock_key')} OR {schema.LEASE_LEFT.format(h='h.')} > 0)"
         with self.db.errors("read"):
             return self._q(
-                f"SELECT stem, slot, record, {held} FROM {{s}}.holders h {where} "
-                "ORDER BY stem, slot",
+                f"SELECT stem, slot, {schema.sized('record')}, {held} "
+                f"FROM {{s}}.holders h {where} ORDER BY stem, slot",
                 *(() if stem is None else (stem,)),
             )
 
@@ -225,7 +234,8 @@ class PostgresStore(StoreBase):
                 state.stale.append(record)
         held = schema.HELD.format(k="w.lock_key")
         with self.db.errors("read"):  # a dead waiter's row names its key for `clean`
-            rows = self._q(f"SELECT stem, record, {held} FROM {{s}}.waiters w ORDER BY seq")
+            sized = schema.sized("record")
+            rows = self._q(f"SELECT stem, {sized}, {held} FROM {{s}}.waiters w ORDER BY seq")
         for stem, data, live in rows:
             state = states.setdefault(stem, KeyState(stem, JobKey.from_stem(stem)))
             if live and (record := parse(bytes(data))) is not None:
@@ -234,21 +244,12 @@ class PostgresStore(StoreBase):
 
     def _write_stop(self, key: JobKey, slot: int, request: StopRequest) -> None:
         with self.db.errors("use"):
-            self._q(
-                "INSERT INTO {s}.stops VALUES (%s, %s, %s, %s) ON CONFLICT (stem, slot) "
-                "DO UPDATE SET job_id = excluded.job_id, request = excluded.request",
-                key.stem, slot, request.job_id, request.encode(),
-            )  # fmt: skip
+            stops.write(self.db, key, slot, request)
 
     def stop_request(self, lease: Lease) -> StopRequest | None:
         held: _Held = lease.handle
         with self.db.errors("read"):
-            rows = self._q(
-                "DELETE FROM {s}.stops WHERE stem = %s AND slot = %s AND job_id = %s "
-                "RETURNING request",
-                lease.key.stem, lease.slot, held.job_id,
-            )  # fmt: skip
-        return StopRequest.parse(rows[0][0]) if rows else None
+            return stops.take(self.db, lease.key, lease.slot, held.job_id)
 
     def clean(self, state: KeyState, *, dry_run: bool) -> list[Record | None]:
         removed: list[Record | None] = []
@@ -278,9 +279,7 @@ class PostgresStore(StoreBase):
         return history.forget(self.db, key, dry_run)
 
     def add_runs(self, *runs: Run, keep: int | None = None) -> None:
-        if self.db.broken():  # the session that held the lock ended: the row goes on a new one
-            self.db.close()
-            self.db = Session(self.url, self.ttl)
+        self._reconnect_if_dropped()  # the session that held the lock ended: a new one
         history.add(self.db, runs, keep)
 
     def runs(self, only: KeyFilter, limit: int | None) -> list[Run]:
@@ -288,6 +287,11 @@ class PostgresStore(StoreBase):
 
     def last_runs(self) -> dict[tuple[str, str], Run]:
         return history.last_runs(self.db)
+
+    def _reconnect_if_dropped(self) -> None:  # the server ended the session, or a cut did
+        if self.db.broken():
+            self.db.close()
+            self.db = Session(self.url, self.ttl)
 
     def _q(self, sql: str, *args: Any) -> list[tuple[Any, ...]]:
         return self.db.q(sql, *args)

@@ -7,13 +7,15 @@ from typing import Any
 
 from singlerun.errors import StoreError
 from singlerun.store.base import client, failing_as
+from singlerun.store.redis import bounded
 from singlerun.store.redis.url import RedisURL
 
 _AUTH_REPLIES = ("WRONGPASS", "NOAUTH", "NOPERM", "invalid username-password", "HELLO")
 
 
-def connect(url: RedisURL, ttl: float) -> tuple[Any, type[Exception]]:
-    """(a redis.Redis that answered a PING, redis-py's base error class)."""
+def connect(url: RedisURL, ttl: float) -> tuple[Any, type[Exception], tuple[type[Exception], ...]]:
+    """(a redis.Redis that answered a PING, redis-py's base error class, the errors of a
+    connection that dropped or timed out)."""
     redis = client("redis", "Redis", "redis-py", "redis")
     from redis.backoff import NoBackoff
     from redis.retry import Retry
@@ -38,6 +40,8 @@ def connect(url: RedisURL, ttl: float) -> tuple[Any, type[Exception]]:
         retry=Retry(NoBackoff(), 0),
         client_name="singlerun",
     )
+    bounded.bound(db, redis, reply=db.connection_pool.connection_kwargs["socket_timeout"],
+                  connect=url.connect_timeout)  # fmt: skip
     with failing_as(url.location, "reach", redis.RedisError):
         try:
             db.ping()
@@ -51,4 +55,4 @@ def connect(url: RedisURL, ttl: float) -> tuple[Any, type[Exception]]:
                     "password in the URL or REDISCLI_AUTH)"
                 ) from None
             raise
-    return db, redis.RedisError
+    return db, redis.RedisError, (redis.ConnectionError, redis.TimeoutError)

@@ -1,5 +1,8 @@
 """The Lua scripts of the Redis store: each step that must be atomic on the server.
 
+Long: a catalogue of small server-side programs, each with its contract beside it; split,
+they would scatter the one key layout they share.
+
 A key's data lives under BASE = PREFIX + "{" + STEM + "}" (one hash slot per key):
   BASE:lease:N    "JOB_ID FENCE", with the lease's TTL: slot N is held
   BASE:recs       hash N -> the holder's record; a record without its lease is stale
@@ -18,7 +21,7 @@ from __future__ import annotations
 
 NAMES = (
     *("ACQUIRE", "REGRANT", "PUBLISH", "RENEW", "RELEASE", "ENQUEUE", "LEAVE", "INSPECT"),
-    *("STOP", "CLEAN", "PRUNE", "FORGET"),
+    *("STOP", "CLEAN", "PRUNE", "FORGET", "HISTORY"),
 )
 
 # ARGV: base, slots, job_id, ttl_ms, waiting (0/1), record, stem, keys-set
@@ -40,6 +43,15 @@ local function next_fence(base)
   end
   redis.call('INCR', fence_key)
   return redis.call('GET', fence_key)  -- as text: Lua's numbers print as 1.7e+15
+end
+"""
+
+# A record longer than record.MAX_SIZE is no record singlerun wrote: it is returned as ''
+# (corrupt), so that one forged giant cannot make every reply too large to read.
+_SIZED = """
+local function sized(rec)
+  if rec and #rec > 65536 then return '' end
+  return rec
 end
 """
 
@@ -75,6 +87,7 @@ end
 ACQUIRE = (
     _NEXT_FENCE
     + _EPOCH
+    + _SIZED
     + """
 local base, slots, me, ttl = ARGV[1], tonumber(ARGV[2]), ARGV[3], tonumber(ARGV[4])
 local waiting = ARGV[5] == '1'
@@ -98,7 +111,7 @@ for slot = 0, slots - 1 do
     if wait > 0 and not known then return {-3, wait, lost > 0 and 1 or 0} end
     local fence = next_fence(base)
     redis.call('SET', lease, me .. ' ' .. fence, 'PX', ttl)
-    local left = redis.call('HGET', base .. ':recs', slot)
+    local left = sized(redis.call('HGET', base .. ':recs', slot))
     redis.call('HSET', base .. ':recs', slot, ARGV[6])
     redis.call('DEL', base .. ':stop:' .. slot)
     if waiting then
@@ -176,17 +189,28 @@ if ours then return 1 end
 return 0
 """
 
-# ARGV: base, job_id, ttl_ms, record, stem, keys-set. Joins the queue (or keeps our place:
-# a waiter whose ticket expired while it was paused re-enqueues with its old score).
+# ARGV: base, job_id, ttl_ms, record, stem, keys-set, place ('' the first time). Joins the
+# queue, or keeps our place: a waiter whose ticket expired while it was paused or cut
+# off, or whose entry went with the server's data, comes back with its old place (and
+# later arrivals still queue behind it). Returns our place.
 ENQUEUE = """
-local base, me = ARGV[1], ARGV[2]
+local base, me, place = ARGV[1], ARGV[2], ARGV[7]
 redis.call('SADD', ARGV[6], ARGV[5])
-if not redis.call('ZSCORE', base .. ':queue', me) then
-  redis.call('ZADD', base .. ':queue', redis.call('INCR', base .. ':qseq'), me)
+local score = redis.call('ZSCORE', base .. ':queue', me)
+if not score then
+  if place == '' then
+    score = redis.call('INCR', base .. ':qseq')
+  else
+    score = tonumber(place)
+    if tonumber(redis.call('GET', base .. ':qseq') or '0') < score then
+      redis.call('SET', base .. ':qseq', score)
+    end
+  end
+  redis.call('ZADD', base .. ':queue', score, me)
 end
 redis.call('HSET', base .. ':waiters', me, ARGV[4])
 redis.call('SET', base .. ':ticket:' .. me, '1', 'PX', ARGV[3])
-return 1
+return tostring(score)
 """
 
 # ARGV: base, job_id. Leaves the queue and wakes the others.
@@ -200,25 +224,28 @@ return 1
 
 # ARGV: base. Returns {held slots, their records, stale slots, their records, live waiters'
 # records in queue order}.
-INSPECT = """
+INSPECT = (
+    _SIZED
+    + """
 local base = ARGV[1]
 local recs = redis.call('HGETALL', base .. ':recs')
 local held, held_recs, stale, stale_recs = {}, {}, {}, {}
 for i = 1, #recs, 2 do
   if redis.call('EXISTS', base .. ':lease:' .. recs[i]) == 1 then
-    table.insert(held, recs[i]); table.insert(held_recs, recs[i + 1])
+    table.insert(held, recs[i]); table.insert(held_recs, sized(recs[i + 1]))
   else
-    table.insert(stale, recs[i]); table.insert(stale_recs, recs[i + 1])
+    table.insert(stale, recs[i]); table.insert(stale_recs, sized(recs[i + 1]))
   end
 end
 local waiters = {}
 for _, id in ipairs(redis.call('ZRANGE', base .. ':queue', 0, -1)) do
   if redis.call('EXISTS', base .. ':ticket:' .. id) == 1 then
-    table.insert(waiters, redis.call('HGET', base .. ':waiters', id) or '')
+    table.insert(waiters, sized(redis.call('HGET', base .. ':waiters', id)) or '')
   end
 end
 return {held, held_recs, stale, stale_recs, waiters}
 """
+)
 
 # ARGV: base, slot, job_id, request. A stop request for the holder named, if it holds.
 STOP = """
@@ -229,13 +256,16 @@ return 1
 """
 
 # ARGV: base, slot, dry_run (0/1). Removes slot's record if its lease is gone; returns it.
-CLEAN = """
+CLEAN = (
+    _SIZED
+    + """
 local base, slot = ARGV[1], ARGV[2]
 if redis.call('EXISTS', base .. ':lease:' .. slot) == 1 then return false end
 local rec = redis.call('HGET', base .. ':recs', slot)
 if rec and ARGV[3] == '0' then redis.call('HDEL', base .. ':recs', slot) end
-return rec or false
+return sized(rec) or false
 """
+)
 
 # ARGV: base. Drops the queue entries of waiters that died (their ticket has expired);
 # returns how many. A waiter ahead of a live one is dropped by it; this is for the rest.
@@ -268,4 +298,19 @@ redis.call('DEL', base .. ':recs', base .. ':fence', base .. ':queue', base .. '
 for slot = 0, slots - 1 do redis.call('DEL', base .. ':stop:' .. slot) end
 redis.call('SREM', ARGV[3], ARGV[2])
 return 1
+"""
+
+# ARGV: stream, max ID ('+' or '(ID'), count. Returns {ID, journal line} pairs, newest
+# first; a line no singlerun writes (over twice record.MAX_SIZE: it holds a command line)
+# comes back as ''.
+HISTORY = """
+local out = {}
+for _, entry in ipairs(redis.call('XREVRANGE', ARGV[1], ARGV[2], '-', 'COUNT', ARGV[3])) do
+  local line = ''
+  for i = 1, #entry[2], 2 do
+    if entry[2][i] == 'run' and #entry[2][i + 1] <= 131072 then line = entry[2][i + 1] end
+  end
+  table.insert(out, {entry[1], line})
+end
+return out
 """

@@ -13,18 +13,17 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from singlerun.busy import HeldBack, WaitTimeout
-from singlerun.errors import StoreError
+from singlerun.errors import Dropped, StoreError
 from singlerun.keys import JobKey, KeyFilter
 from singlerun.lease import Lease, Reclaimed, Renewal, StopRequest
 from singlerun.record import Record, encode, parse
 from singlerun.store.base import StoreBase, failing_as, slot_number
 from singlerun.store.protocol import KeyState
-from singlerun.store.redis import scripts
+from singlerun.store.redis import history, scripts
 from singlerun.store.redis.url import RedisURL
 from singlerun.store.redis.url import parse as parse_url
 
@@ -59,15 +58,16 @@ class RedisStore(StoreBase):
         self.ttl = ttl
         self._ttl_ms = max(1, int(ttl * 1000))
         self.prefix = url.prefix
+        self._stream = f"{url.prefix}history"
         # Typed as Any: redis-py's stubs disagree with its own documented call forms.
         self.client: Any
-        self.client, self._redis_error = connect(url, ttl)
+        self.client, self._redis_error, self._dropped = connect(url, ttl)
         self._scripts = {
             name: self.client.register_script(getattr(scripts, name)) for name in scripts.NAMES
         }
 
     def _errors(self, action: str) -> contextlib.AbstractContextManager[None]:
-        return failing_as(self.location, action, self._redis_error)
+        return failing_as(self.location, action, self._redis_error, dropped=self._dropped)
 
     def _run(self, name: str, *args: str | int | bytes) -> Any:
         with self._errors("use"):
@@ -116,38 +116,54 @@ class RedisStore(StoreBase):
                 time.sleep(held.why.wait)
 
     def _queue(self, key: JobKey, me: Record, slots: int, deadline: float | None) -> Lease:
+        from singlerun.store.outage import Outage
+
         base = self._base(key)
-        lease = None
-        with self._errors("wait on"):
-            pubsub = self.client.pubsub(ignore_subscribe_messages=True)
+        outage = Outage(self.location, key, deadline)
+        lease, pubsub, place = None, None, ""
+        enqueue = (base, me.job_id, self._ttl_ms, encode(me), key.stem, f"{self.prefix}keys")
         try:
-            with self._errors("wait on"):
-                pubsub.subscribe(f"{base}:free")  # before looking: no wake-up is lost
-            enqueue = (base, me.job_id, self._ttl_ms, encode(me), key.stem, f"{self.prefix}keys")
-            self._run("ENQUEUE", *enqueue)
-            while True:
-                pause = self.ttl / 3
+            while lease is None:
                 try:
-                    if (lease := self._grant(key, me, slots, waiting=True)) is not None:
-                        break
-                except HeldBack as held:
-                    pause = min(pause, held.why.wait)
-                remaining = None if deadline is None else deadline - time.monotonic()
-                if remaining is not None and remaining <= 0:
-                    raise WaitTimeout(key, [])
-                # A third of the TTL at most: our ticket is renewed, and a missed message
-                # (or a waiter ahead that died silently) costs no more than that.
-                timeout = pause if remaining is None else min(pause, remaining)
-                with self._errors("wait on"):
-                    pubsub.get_message(timeout=timeout)
-                self._run("ENQUEUE", *enqueue)  # renews the ticket; keeps our place
+                    with self._errors("wait on"):
+                        if pubsub is None:  # (again) subscribed before looking: no wake-up lost
+                            pubsub = self.client.pubsub(ignore_subscribe_messages=True)
+                            pubsub.subscribe(f"{base}:free")
+                        # Joins the queue, or keeps our place in it (also after the server
+                        # lost its data: the place we had), and renews our ticket.
+                        place = _text(self._scripts["ENQUEUE"](keys=[], args=[*enqueue, place]))
+                        lease = self._wait_once(key, me, slots, deadline, pubsub)
+                    outage.over()
+                except Dropped as exc:  # a dropped connection, a restart: try again
+                    with contextlib.suppress(Exception):
+                        pubsub.close()  # type: ignore[union-attr]
+                    pubsub = None
+                    outage.wait_out(exc.message.split(": ", 1)[-1])
             return lease
         finally:
             if lease is None:
                 with contextlib.suppress(StoreError):
                     self._run("LEAVE", base, me.job_id)
             with contextlib.suppress(Exception):
-                pubsub.close()
+                pubsub.close()  # type: ignore[union-attr]
+
+    def _wait_once(
+        self, key: JobKey, me: Record, slots: int, deadline: float | None, pubsub: Any
+    ) -> Lease | None:
+        """One try for a slot, and if none, one sleep until a wake-up: a third of the TTL
+        at most (our ticket is renewed, and a missed message, or a waiter ahead that died
+        silently, costs no more than that)."""
+        pause = self.ttl / 3
+        try:
+            if (lease := self._grant(key, me, slots, waiting=True)) is not None:
+                return lease
+        except HeldBack as held:
+            pause = min(pause, held.why.wait)
+        remaining = None if deadline is None else deadline - time.monotonic()
+        if remaining is not None and remaining <= 0:
+            raise WaitTimeout(key, [])
+        pubsub.get_message(timeout=pause if remaining is None else min(pause, remaining))
+        return None
 
     def regrant(self, lease: Lease, job_id: str) -> None:
         held: _Held = lease.handle
@@ -245,52 +261,28 @@ class RedisStore(StoreBase):
         if not int(self._run("FORGET", *args)):
             return False
         if not dry_run:  # its runs: found by reading the stream, removed by ID
-            stream = f"{self.prefix}history"
-            ids = [
-                i
-                for i, run in self._history_entries()
-                if (run.group, run.name) == (key.group, key.name)
-            ]
             with self._errors("forget in"):
-                for start in range(0, len(ids), 500):
-                    self.client.xdel(stream, *ids[start : start + 500])
+                history.forget(self.client, self._scripts["HISTORY"], self._stream, key)
         return True
 
-    # -- history: a capped stream ------------------------------------------------------------
+    # -- history: a capped stream (history.py) -------------------------------------------------
 
     def add_runs(self, *runs: Run, keep: int | None = None) -> None:
-        from singlerun.history import KEEP, journal_line
-
         with self._errors("write the run history to"):
-            pipe = self.client.pipeline(transaction=False)
-            for run in runs:
-                pipe.xadd(f"{self.prefix}history", {"run": journal_line(run)}, maxlen=keep or KEEP)
-            pipe.execute()
-
-    def _history_entries(self, batch: int = 500) -> Iterator[tuple[str, Run]]:
-        """(stream entry ID, run), newest first."""
-        from singlerun.history import parse_journal
-
-        stream, top = f"{self.prefix}history", "+"
-        while True:
-            with self._errors("read the run history from"):
-                entries = self.client.xrevrange(stream, max=top, min="-", count=batch)
-            for entry_id, fields in entries:
-                for run in parse_journal(fields.get(b"run", b"")):
-                    yield _text(entry_id), run
-                top = f"({_text(entry_id)}"
-            if len(entries) < batch:
-                return
+            history.add(self.client, self._stream, runs, keep)
 
     def runs(self, only: KeyFilter, limit: int | None) -> list[Run]:
-        found = [r for _, r in self._history_entries() if only.matches(JobKey(r.group, r.name))]
+        with self._errors("read the run history from"):
+            every = history.entries(self._scripts["HISTORY"], self._stream)
+            found = [r for _, r in every if only.matches(JobKey(r.group, r.name))]
         found.sort(key=lambda r: (r.started_at, r.job_id), reverse=True)  # as the file store
         return found if limit is None else found[:limit]
 
     def last_runs(self) -> dict[tuple[str, str], Run]:
         last: dict[tuple[str, str], Run] = {}
-        for _, run in self._history_entries():
-            last.setdefault((run.group, run.name), run)
+        with self._errors("read the run history from"):
+            for _, run in history.entries(self._scripts["HISTORY"], self._stream):
+                last.setdefault((run.group, run.name), run)
         return last
 
     def close(self) -> None:

@@ -1,4 +1,5 @@
-"""A deadline for a blocking system call: --wait-timeout while a waiter sleeps in flock()."""
+"""A deadline for a blocking call: --wait-timeout while a waiter sleeps in flock(), and a
+network store's whole-reply deadline (store/redis/bounded.py)."""
 
 from __future__ import annotations
 

@@ -1,0 +1,85 @@
+"""A waiter survives a dropped connection and keeps its place (issue 19.2): CLIENT KILL,
+pg_terminate_backend, a restart. Before, it exited 125 (`cannot wait on …`)."""
+
+import time
+
+from tests.conftest import stop, wait_for
+
+
+def _waiter(rr, name, out, *extra):
+    return rr.start(
+        "-n", "q", "--wait", *extra, "--", "sh", "-c", f"echo {name} >> {out}"
+    )  # fmt: skip
+
+
+def _queued(rr, n):
+    import json
+
+    r = rr.run("status", "--json", "-n", "q")
+    return r.stdout and len(json.loads(r.stdout)[0]["waiters"]) == n
+
+
+def test_waiters_survive_dropped_connections_and_keep_their_order(rr, server, tmp_path):
+    """Redis: the holder survives the same blip (its lease outlives a connection).
+    PostgreSQL: the holder's lock dies with its session, so it stops its job; its lease
+    keeps the slot until the lease's end, and the waiters then run in their order."""
+    out = tmp_path / "order"
+    # PostgreSQL: long enough a lease that both waiters are seen back before it ends.
+    holder, _ = rr.start_holder("-n", "q", "--lease-ttl", "3s" if server.kind == "redis" else "8s")
+    first = _waiter(rr, "first", out, "--wait-timeout", "60s")
+    wait_for(lambda: _queued(rr, 1), what="first queued")
+    second = _waiter(rr, "second", out)
+    wait_for(lambda: _queued(rr, 2), what="second queued")
+    for _ in range(3 if server.kind == "redis" else 1):  # PostgreSQL: the queue moves on
+        server.drop_clients()
+        wait_for(lambda: _queued(rr, 2), what="both back in the queue")
+        assert first.poll() is None and second.poll() is None
+    if server.kind == "redis":
+        assert stop(holder) == 0, holder.stderr.read()
+    else:
+        assert holder.wait(10) == 125
+    assert first.wait(30) == 0, first.stderr.read()
+    assert second.wait(30) == 0, second.stderr.read()
+    assert out.read_text() == "first\nsecond\n"
+    assert second.stderr.read() == ""
+    if server.kind == "redis":
+        assert first.stderr.read() == ""
+
+
+def test_waiters_survive_a_restart_and_keep_their_order(rr, server, tmp_path):
+    """Redis loses every key (the holder re-takes its lease, the waiters their places);
+    PostgreSQL crashes and comes back with its data (every session gone)."""
+    out = tmp_path / "order"
+    holder, _ = rr.start_holder("-n", "q", "--lease-ttl", "20s")
+    first = _waiter(rr, "first", out)
+    wait_for(lambda: _queued(rr, 1), what="first queued")
+    second = _waiter(rr, "second", out)
+    wait_for(lambda: _queued(rr, 2), what="second queued")
+    server.restart()
+    if server.kind == "redis":  # the holder keeps its job through the restart
+        wait_for(lambda: _queued(rr, 2), timeout=15, what="both back in the queue")
+        assert stop(holder) == 0, holder.stderr.read()
+    else:  # a crash is a lost lock: the holder stops its job; its lease keeps the slot
+        assert holder.wait(10) == 125
+    assert first.wait(40) == 0, first.stderr.read()
+    assert second.wait(40) == 0, second.stderr.read()
+    assert out.read_text() == "first\nsecond\n"
+
+
+def test_a_waiter_cut_off_until_its_wait_timeout_is_a_conflict(rr, redis_server):
+    """Redis only: a PostgreSQL waiter blocked in a query on a paused server has no
+    client-side deadline yet (issue 18.6)."""
+    server = redis_server
+    holder, _ = rr.start_holder("-n", "q")
+    # A server that does not answer costs a request's timeout: a third of the TTL.
+    waiter = rr.start("-n", "q", "--wait-timeout", "3s", "--lease-ttl", "3s", "--", "true")
+    wait_for(lambda: _queued(rr, 1), what="queued")
+    server.pause()  # no answers at all: every try times out
+    try:
+        t0 = time.monotonic()
+        assert waiter.wait(20) == 75, waiter.stderr.read()
+        assert time.monotonic() - t0 < 10
+    finally:
+        server.resume()
+    assert "gave up waiting for default/q" in waiter.stderr.read()
+    stop(holder)
