@@ -268,3 +268,25 @@ def test_a_forged_giant_record_or_history_row_is_corrupt_not_read(rr, server, ns
     assert entry["state"] == "running" and entry["job_id"] is None  # held, record corrupt
     assert json.loads(rr.run("history", "--json").stdout) == []
     stop(holder)
+
+
+def test_one_off_keys_leave_nothing_for_ever_on_redis(rr, redis_server, prefix):
+    """Issue 18.7: 1,500 one-off keys left 1,501 permanent Redis keys (a keys-set entry and
+    a fencing counter each). Now a key without a record or a queue leaves the set, its
+    counters expire, and only the capped history and the data's epoch have no TTL."""
+    for i in range(20):
+        assert rr.run("-n", f"once{i}", "--", "true").returncode == 0
+    holder, _ = rr.start_holder("-n", "held")
+    waiter = rr.start("-n", "held", "--wait", "--lease-ttl", "1s", "--", "true")
+    wait_for(lambda: json.loads(rr.run("status", "--json", "-n", "held").stdout)[0]["waiters"])
+    waiter.kill()  # its queue entry stays until its ticket expires or `clean` drops it
+    waiter.wait()
+    db = redis_server.client()
+    assert {m.decode() for m in db.smembers(f"{prefix}keys")} == {"default.held"}
+    stop(holder)
+    # `clean` drops the dead waiter's entry once its ticket (1 s) expired, and the stem.
+    wait_for(lambda: rr.run("clean").returncode == 0 and db.scard(f"{prefix}keys") == 0)
+    forever = [k.decode() for k in db.keys(f"{prefix}*") if db.pttl(k) == -1]
+    assert sorted(forever) == [f"{prefix}epoch", f"{prefix}history"], forever
+    r = rr.run("status", "--all", "--json")  # still listed, from the history
+    assert len(json.loads(r.stdout)) == 21

@@ -42,7 +42,19 @@ local function next_fence(base)
     redis.call('SET', fence_key, now)
   end
   redis.call('INCR', fence_key)
+  redis.call('PEXPIRE', fence_key, 2592000000)  -- 30 days unused: the clock carries on
   return redis.call('GET', fence_key)  -- as text: Lua's numbers print as 1.7e+15
+end
+"""
+
+# Nothing of a key is kept for ever (issue 18.7): once it has no record and no queue, its
+# stem leaves the keys set (`status` still lists it from the history while it is recent),
+# and its counters expire after 30 days unused.
+_UNLIST = """
+local function unlist(base, keys, stem)
+  if redis.call('EXISTS', base .. ':recs', base .. ':queue') == 0 then
+    redis.call('SREM', keys, stem)
+  end
 end
 """
 
@@ -172,9 +184,11 @@ return {1, stop}
 """
 )
 
-# ARGV: base, slot, lease value, job_id. Compare-and-delete; the record goes if it is ours.
-# Returns 1 released, 0 the lease was no longer ours (lost during the run).
-RELEASE = """
+# ARGV: base, slot, lease value, job_id, keys-set, stem. Compare-and-delete; the record
+# goes if it is ours. Returns 1 released, 0 the lease was no longer ours (lost in the run).
+RELEASE = (
+    _UNLIST
+    + """
 local base, slot = ARGV[1], ARGV[2]
 local ours = redis.call('GET', base .. ':lease:' .. slot) == ARGV[3]
 if ours then redis.call('DEL', base .. ':lease:' .. slot) end
@@ -185,9 +199,11 @@ end
 -- A stop request is ours to drop only with our lease: else it may be the next holder's.
 if ours then redis.call('DEL', base .. ':stop:' .. slot) end
 redis.call('PUBLISH', base .. ':free', 'released')
+unlist(base, ARGV[5], ARGV[6])
 if ours then return 1 end
 return 0
 """
+)
 
 # ARGV: base, job_id, ttl_ms, record, stem, keys-set, place ('' the first time). Joins the
 # queue, or keeps our place: a waiter whose ticket expired while it was paused or cut
@@ -206,6 +222,7 @@ if not score then
       redis.call('SET', base .. ':qseq', score)
     end
   end
+  redis.call('PEXPIRE', base .. ':qseq', 2592000000)
   redis.call('ZADD', base .. ':queue', score, me)
 end
 redis.call('HSET', base .. ':waiters', me, ARGV[4])
@@ -213,14 +230,18 @@ redis.call('SET', base .. ':ticket:' .. me, '1', 'PX', ARGV[3])
 return tostring(score)
 """
 
-# ARGV: base, job_id. Leaves the queue and wakes the others.
-LEAVE = """
+# ARGV: base, job_id, keys-set, stem. Leaves the queue and wakes the others.
+LEAVE = (
+    _UNLIST
+    + """
 redis.call('ZREM', ARGV[1] .. ':queue', ARGV[2])
 redis.call('HDEL', ARGV[1] .. ':waiters', ARGV[2])
 redis.call('DEL', ARGV[1] .. ':ticket:' .. ARGV[2])
 redis.call('PUBLISH', ARGV[1] .. ':free', 'left')
+unlist(ARGV[1], ARGV[3], ARGV[4])
 return 1
 """
+)
 
 # ARGV: base. Returns {held slots, their records, stale slots, their records, live waiters'
 # records in queue order}.
@@ -255,21 +276,29 @@ redis.call('SET', ARGV[1] .. ':stop:' .. ARGV[2], ARGV[4], 'PX', 600000)
 return 1
 """
 
-# ARGV: base, slot, dry_run (0/1). Removes slot's record if its lease is gone; returns it.
+# ARGV: base, slot, dry_run (0/1), keys-set, stem. Removes slot's record if its lease is
+# gone; returns it.
 CLEAN = (
     _SIZED
+    + _UNLIST
     + """
 local base, slot = ARGV[1], ARGV[2]
 if redis.call('EXISTS', base .. ':lease:' .. slot) == 1 then return false end
 local rec = redis.call('HGET', base .. ':recs', slot)
-if rec and ARGV[3] == '0' then redis.call('HDEL', base .. ':recs', slot) end
+if rec and ARGV[3] == '0' then
+  redis.call('HDEL', base .. ':recs', slot)
+  unlist(base, ARGV[4], ARGV[5])
+end
 return sized(rec) or false
 """
 )
 
-# ARGV: base. Drops the queue entries of waiters that died (their ticket has expired);
-# returns how many. A waiter ahead of a live one is dropped by it; this is for the rest.
-PRUNE = """
+# ARGV: base, keys-set, stem. Drops the queue entries of waiters that died (their ticket
+# has expired); returns how many. A waiter ahead of a live one is dropped by it; this is
+# for the rest.
+PRUNE = (
+    _UNLIST
+    + """
 local base, n = ARGV[1], 0
 for _, id in ipairs(redis.call('ZRANGE', base .. ':queue', 0, -1)) do
   if redis.call('EXISTS', base .. ':ticket:' .. id) == 0 then
@@ -278,8 +307,10 @@ for _, id in ipairs(redis.call('ZRANGE', base .. ':queue', 0, -1)) do
     n = n + 1
   end
 end
+unlist(base, ARGV[2], ARGV[3])
 return n
 """
+)
 
 # ARGV: base, stem, keys-set, dry_run (0/1), max slots. Forgets an idle key (`clean --idle`):
 # 0 if a slot is leased or a waiter lives, else 1 after removing its records, queue and

@@ -143,7 +143,7 @@ class RedisStore(StoreBase):
         finally:
             if lease is None:
                 with contextlib.suppress(StoreError):
-                    self._run("LEAVE", base, me.job_id)
+                    self._run("LEAVE", base, me.job_id, f"{self.prefix}keys", key.stem)
             with contextlib.suppress(Exception):
                 pubsub.close()  # type: ignore[union-attr]
 
@@ -198,7 +198,8 @@ class RedisStore(StoreBase):
     def release(self, lease: Lease) -> None:
         held: _Held = lease.handle
         job_id = held.value.split(" ")[0]
-        if not self._run("RELEASE", self._base(lease.key), lease.slot, held.value, job_id):
+        unlist = (f"{self.prefix}keys", lease.key.stem)
+        if not self._run("RELEASE", self._base(lease.key), lease.slot, held.value, job_id, *unlist):
             raise StoreError("the lease was lost during the run (it expired or was taken)")
 
     # -- inspection and control ----------------------------------------------------------------
@@ -247,11 +248,11 @@ class RedisStore(StoreBase):
         _, _, stale, _, _ = self._inspect(state.stem)
         removed: list[Record | None] = []
         for slot in [n for s in stale if (n := slot_number(s)) is not None]:
-            data = self._run("CLEAN", base, slot, int(dry_run))
+            data = self._run("CLEAN", base, slot, int(dry_run), f"{self.prefix}keys", state.stem)
             if data:
                 removed.append(parse(data))
         if not dry_run:
-            self._run("PRUNE", base)
+            self._run("PRUNE", base, f"{self.prefix}keys", state.stem)
         return removed
 
     def forget(self, key: JobKey, *, dry_run: bool) -> bool:
