@@ -98,6 +98,8 @@ class RunSession:
             from singlerun.render import reclaimed  # lazy: only a dead run's lock is
 
             say(reclaimed(lease), WARNING)
+        if not cfg.quiet and (exposed := self.store.exposure()):
+            say(f"warning: {cfg.key}: {exposed}", WARNING)
         self.me = replace(self.me, started_at=time.time(), token=lease.token, ttl=lease.ttl)
         self.store.publish(lease, self.me)
         if lease.ttl is not None:
@@ -120,15 +122,11 @@ class RunSession:
             return
         from singlerun.ticker import LeaseTicker
 
-        cfg = self.cfg
+        cfg, keep_running = self.cfg, self.cfg.keep_running_without_lease
         self.ticker = LeaseTicker(
-            self.store,
-            self._lease,
-            self.me.job_id,
-            sig=cfg.signal,
-            kill_after=cfg.kill_after,
-            keep_running=cfg.keep_running_without_lease,
-        )
+            self.store, self._lease, self.me.job_id,
+            sig=cfg.signal, kill_after=cfg.kill_after, keep_running=keep_running,
+        )  # fmt: skip
 
     def first_attempt(self) -> None:
         try:

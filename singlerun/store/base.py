@@ -85,6 +85,11 @@ class StoreBase:
     reaches_other_hosts: bool = True  # see protocol.Store
     fencing: bool = True  # grants carry a fencing token the job is told of
 
+    def exposure(self) -> str:
+        """Why a run's lock traffic can be read or forged on the way, if it can (a warning
+        for runs, issue 18.4); '' if not."""
+        return ""
+
     # -- the primitives a store writes ------------------------------------------------------
 
     def _try(self, key: JobKey, me: Record, slots: int) -> Lease | None:

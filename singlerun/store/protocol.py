@@ -48,6 +48,10 @@ class Store(Protocol):
     # and reads the request); a lock directory's holders never look for one.
     reaches_other_hosts: bool
 
+    def exposure(self) -> str:
+        """Why a run's lock traffic can be read or forged on the way ('' if it cannot)."""
+        ...
+
     def acquire(
         self, key: JobKey, me: Record, *, slots: int, wait: bool, deadline: float | None
     ) -> Lease:

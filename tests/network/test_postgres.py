@@ -239,3 +239,23 @@ def test_a_query_without_a_whole_reply_in_time_closes_the_session(postgres_serve
         assert session.broken()  # closed: a waiter reconnects, a holder counts it lost
     finally:
         postgres_server.resume()
+
+
+def test_a_lock_over_a_connection_neither_local_nor_verified_warns(rr, postgres_server, ns):
+    """Issue 18.4: without sslmode, libpq's `prefer` accepts clear text and any certificate.
+    A run says so once (a name not on this host, reached here through hostaddr)."""
+    base = f"postgresql://postgres@db.invalid:{postgres_server.port}/postgres"
+    url = f"{base}?hostaddr=127.0.0.1&schema={ns}"
+    r = rr.run("-n", "k", "--", "true", env={"SINGLERUN_BACKEND": url})
+    assert r.returncode == 0, r.stderr
+    assert r.stderr == (
+        "singlerun: warning: default/k: postgresql://postgres@db.invalid:"
+        f"{postgres_server.port}/postgres?schema={ns} is neither local nor TLS-verified "
+        "(sslmode=prefer): anyone on the way can read or forge the lock traffic; write "
+        "sslmode=verify-full (or sslmode=disable to accept that)\n"
+    )
+    for quiet in (f"{url}&sslmode=disable", postgres_server.url(ns)):
+        r = rr.run("-n", "k", "--", "true", env={"SINGLERUN_BACKEND": quiet})
+        assert (r.returncode, r.stderr) == (0, ""), quiet
+    r = rr.run("-q", "-n", "k", "--", "true", env={"SINGLERUN_BACKEND": url})
+    assert (r.returncode, r.stderr) == (0, "")

@@ -75,6 +75,27 @@ class Session:
                 self.q("SET client_connection_check_interval = 1000")
             self._prepare_schema()
 
+    def exposure(self) -> str:
+        """Why the lock traffic is readable and forgeable on the way, if it is: a server
+        neither local (a Unix socket, a loopback name) nor reached with a verified
+        certificate, unless the URL said sslmode=disable (a choice, not libpq's default)."""
+        import ipaddress
+
+        host = self.conn.info.host
+        options = {o.keyword: o.val for o in self.conn.pgconn.info}
+        mode = (options.get(b"sslmode") or b"prefer").decode()
+        try:
+            loopback = ipaddress.ip_address(host).is_loopback
+        except ValueError:
+            loopback = host == "localhost"
+        if host.startswith("/") or loopback or mode in ("verify-ca", "verify-full", "disable"):
+            return ""
+        return (
+            f"{self.location} is neither local nor TLS-verified (sslmode={mode}): anyone on "
+            "the way can read or forge the lock traffic; write sslmode=verify-full (or "
+            "sslmode=disable to accept that)"
+        )
+
     def errors(self, action: str) -> contextlib.AbstractContextManager[None]:
         """psycopg's errors as one StoreError line; lock_timeout passes through."""
         passing = (self.psycopg.errors.LockNotAvailable,)

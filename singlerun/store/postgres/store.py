@@ -49,6 +49,9 @@ class PostgresStore(StoreBase):
         self.url, self.location, self.schema, self.ttl = url, url.location, url.schema, ttl
         self.db = Session(url, ttl)
 
+    def exposure(self) -> str:
+        return self.db.exposure()
+
     # -- acquiring -------------------------------------------------------------------------------
 
     def _slot_lock(self, key: JobKey, slot: int) -> int:
@@ -125,16 +128,12 @@ class PostgresStore(StoreBase):
                     )  # fmt: skip
             except self.db.psycopg.errors.LockNotAvailable:  # lock_timeout: --wait-timeout
                 raise WaitTimeout(key, []) from None
-            except StoreError as exc:
-                # The session dropped, or a new one cannot be had yet: our row keeps our
-                # place (its ticket lock went with the session); try again, with back-off.
+            except StoreError as exc:  # dropped, or no new session yet: our row keeps our place
                 if not self.db.broken():
                     self.close()
                     raise
                 outage.wait_out(exc.message.split(": ", 1)[-1])
-            except BaseException:
-                # Interrupted in a blocking call: our session's end drops the ticket's lock
-                # (the row is then dead, and pruned by the next waiter).
+            except BaseException:  # interrupted: the session's end drops our ticket's lock
                 self.close()
                 raise
 
