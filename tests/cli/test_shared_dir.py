@@ -297,7 +297,7 @@ DROP TABLE runs;
 CREATE VIEW runs AS {ENDLESS}
 SELECT 'j' || x AS job_id, 'default' AS "group", 'k' AS name, 'h' AS host, 1 AS pid,
   x AS started_at, x AS ended_at, 0 AS exit_status, 'ok' AS outcome, '[]' AS command,
-  1 AS attempt, '' AS run_id FROM c;
+  1 AS attempt, '' AS run_id, '' AS invocation_id, '' AS stopped_by FROM c;
 """
 ENDLESS_TRIGGER = f"""
 CREATE TRIGGER endless BEFORE INSERT ON runs BEGIN

@@ -227,8 +227,9 @@ def test_a_query_without_a_whole_reply_in_time_closes_the_session(postgres_serve
     query without limit; now every query but a lock wait has a whole-reply deadline."""
     from singlerun.store.postgres.session import Session
     from singlerun.store.postgres.url import parse
+    from tests.network.fixtures import start
 
-    session = Session(parse(postgres_server.url(ns)), ttl=3.0)
+    session = Session(parse(start(postgres_server).url(ns)), ttl=3.0)
     assert session.q("SELECT 1") == [(1,)]
     postgres_server.pause()
     try:

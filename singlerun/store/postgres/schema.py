@@ -48,13 +48,12 @@ CREATE INDEX runs_by_key ON {s}.runs ("group", name, started_at);
 
 # pg_locks shows a bigint advisory key as its high half in classid, its low half in objid,
 # with objsubid 1. HELD: some session holds the lock {k} exclusively (a waiter asking for it
-# shared, to sleep until it frees, does not count). OURS: this session holds it.
+# shared, to sleep until it frees, does not count). A lock table scan: never per renewal.
 _LOCK = """EXISTS (SELECT 1 FROM pg_locks l WHERE l.locktype = 'advisory' AND l.granted
   AND l.objsubid = 1 AND l.classid::bigint = ({k} >> 32) & 4294967295
   AND l.objid::bigint = {k} & 4294967295 AND l.database = (SELECT oid FROM pg_database
   WHERE datname = current_database()) AND """
 HELD = _LOCK + "l.mode = 'ExclusiveLock')"
-OURS = _LOCK + "l.pid = pg_backend_pid())"
 # Seconds a holder row's lease has left. A session that dies (server restart, a cut, the
 # server killing it) frees its lock at once, but its job runs until its singlerun notices
 # or its watchdog fires, at the latest at the lease's end: until then the slot is taken.

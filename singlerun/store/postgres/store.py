@@ -143,8 +143,7 @@ class PostgresStore(StoreBase):
             rows = self._q(
                 "UPDATE {s}.holders SET job_id = %s, fence = nextval('{s}.fence'), "
                 "renewed_at = clock_timestamp() "
-                "WHERE stem = %s AND slot = %s AND job_id = %s AND "
-                f"{schema.OURS.format(k='lock_key')} RETURNING fence",
+                "WHERE stem = %s AND slot = %s AND job_id = %s RETURNING fence",
                 job_id, lease.key.stem, lease.slot, held.job_id,
             )  # fmt: skip
         if not rows:
@@ -163,19 +162,20 @@ class PostgresStore(StoreBase):
     # -- the lease: a probe of the session, never waited for ---------------------------------
 
     def renew(self, lease: Lease) -> Renewal:
-        """Is the session alive and its lock still held, and was a stop asked for? The probe
-        also moves the row's lease on. A broken connection is a lost lock (it died with the
-        session); no answer yet is 'unknown', which the ticker turns into a loss at the
-        lease's deadline."""
+        """Is the session alive (then it holds its lock: only its end, or our own unlock,
+        frees a session lock), is the row still ours, and was a stop asked for? The probe
+        also moves the row's lease on; it reads no lock table, so it costs the same however
+        many locks the server holds (issue 21). A broken connection is a lost lock (it died
+        with the session); no answer yet is 'unknown', which the ticker turns into a loss
+        at the lease's deadline."""
         held: _Held = lease.handle
-        ours = schema.OURS.format(k="$1::bigint")
         probe = (
-            "UPDATE {s}.holders SET renewed_at = clock_timestamp() WHERE stem = $2 "
-            f"AND slot = $3::integer AND job_id = $4 AND {ours} RETURNING true, "
-            "(SELECT request FROM {s}.stops WHERE stem = $2 AND slot = $3::integer "
-            "AND job_id = $4)"
+            "UPDATE {s}.holders SET renewed_at = clock_timestamp() WHERE stem = $1 "
+            "AND slot = $2::integer AND job_id = $3 RETURNING true, "
+            "(SELECT request FROM {s}.stops WHERE stem = $1 AND slot = $2::integer "
+            "AND job_id = $3)"
         )
-        args = [str(held.lock), lease.key.stem, str(lease.slot), held.job_id]
+        args = [lease.key.stem, str(lease.slot), held.job_id]
         try:
             answer = self.db.probe(probe, args)
         except self.db.psycopg.OperationalError:
