@@ -12,7 +12,7 @@ A key's data lives under BASE = PREFIX + "{" + STEM + "}" (one hash slot per key
   BASE:waiters    hash job ID -> the waiter's record
   BASE:ticket:ID  a waiter's own lease, renewed while it waits
   BASE:retaken:N  the epoch in which slot N's holder re-took its lease (see _EPOCH)
-  BASE:free       pub/sub channel: a slot may have freed, or the queue moved
+  BASE:wake:ID    pub/sub channel of waiter ID: it heads the queue and a slot may be free
 PREFIX + "keys" is the set of stems, for `status`; PREFIX + "epoch" is the data's epoch
 (see _EPOCH).
 """
@@ -44,6 +44,20 @@ local function next_fence(base)
   redis.call('INCR', fence_key)
   redis.call('PEXPIRE', fence_key, 2592000000)  -- 30 days unused: the clock carries on
   return redis.call('GET', fence_key)  -- as text: Lua's numbers print as 1.7e+15
+end
+"""
+
+# Wakes the first waiter whose ticket lives: the only one a free slot can go to next (the
+# others sleep on, polling at most every third of their TTL), so that a release costs a
+# few commands however long the queue (issue 21). Dead ones before it: ACQUIRE drops them.
+_WAKE = """
+local function wake(base, why)
+  for _, id in ipairs(redis.call('ZRANGE', base .. ':queue', 0, -1)) do
+    if redis.call('EXISTS', base .. ':ticket:' .. id) == 1 then
+      redis.call('PUBLISH', base .. ':wake:' .. id, why)
+      return
+    end
+  end
 end
 """
 
@@ -100,6 +114,7 @@ ACQUIRE = (
     _NEXT_FENCE
     + _EPOCH
     + _SIZED
+    + _WAKE
     + """
 local base, slots, me, ttl = ARGV[1], tonumber(ARGV[2]), ARGV[3], tonumber(ARGV[4])
 local waiting = ARGV[5] == '1'
@@ -130,7 +145,7 @@ for slot = 0, slots - 1 do
       redis.call('ZREM', base .. ':queue', me)
       redis.call('HDEL', base .. ':waiters', me)
       redis.call('DEL', base .. ':ticket:' .. me)
-      redis.call('PUBLISH', base .. ':free', 'moved')
+      wake(base, 'moved')
     end
     return {slot, fence, left or false}
   end
@@ -188,6 +203,7 @@ return {1, stop}
 # goes if it is ours. Returns 1 released, 0 the lease was no longer ours (lost in the run).
 RELEASE = (
     _UNLIST
+    + _WAKE
     + """
 local base, slot = ARGV[1], ARGV[2]
 local ours = redis.call('GET', base .. ':lease:' .. slot) == ARGV[3]
@@ -198,7 +214,7 @@ if rec and string.find(rec, '"job_id":"' .. ARGV[4] .. '"', 1, true) then
 end
 -- A stop request is ours to drop only with our lease: else it may be the next holder's.
 if ours then redis.call('DEL', base .. ':stop:' .. slot) end
-redis.call('PUBLISH', base .. ':free', 'released')
+wake(base, 'released')
 unlist(base, ARGV[5], ARGV[6])
 if ours then return 1 end
 return 0
@@ -233,11 +249,12 @@ return tostring(score)
 # ARGV: base, job_id, keys-set, stem. Leaves the queue and wakes the others.
 LEAVE = (
     _UNLIST
+    + _WAKE
     + """
 redis.call('ZREM', ARGV[1] .. ':queue', ARGV[2])
 redis.call('HDEL', ARGV[1] .. ':waiters', ARGV[2])
 redis.call('DEL', ARGV[1] .. ':ticket:' .. ARGV[2])
-redis.call('PUBLISH', ARGV[1] .. ':free', 'left')
+wake(ARGV[1], 'left')
 unlist(ARGV[1], ARGV[3], ARGV[4])
 return 1
 """

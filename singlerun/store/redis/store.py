@@ -128,7 +128,7 @@ class RedisStore(StoreBase):
                     with self._errors("wait on"):
                         if pubsub is None:  # (again) subscribed before looking: no wake-up lost
                             pubsub = self.client.pubsub(ignore_subscribe_messages=True)
-                            pubsub.subscribe(f"{base}:free")
+                            pubsub.subscribe(f"{base}:wake:{me.job_id}")
                         # Joins the queue, or keeps our place in it (also after the server
                         # lost its data: the place we had), and renews our ticket.
                         place = _text(self._scripts["ENQUEUE"](keys=[], args=[*enqueue, place]))
