@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -217,19 +218,24 @@ class RedisStore(StoreBase):
         with self._errors("read"):
             stems = sorted(_text(s) for s in self.client.smembers(f"{self.prefix}keys"))
         states = []
-        for stem in stems:
-            _, held_recs, _, stale_recs, waiters = self._inspect(stem)
-            holders = [r for d in held_recs if (r := parse(d))]
-            state = KeyState(
-                stem,
-                JobKey.from_stem(stem),
-                holders=holders,
-                unrecorded=len(held_recs) - len(holders),
-                stale=[parse(d) for d in stale_recs],
-                waiters=[r for d in waiters if (r := parse(d))],
-            )
+        for stem, (_, held, _, stale, waiters) in zip(stems, self._inspect_all(stems), strict=True):
+            holders = [r for d in held if (r := parse(d))]
+            state = KeyState(stem, JobKey.from_stem(stem), holders=holders)
+            state.unrecorded = len(held) - len(holders)
+            state.stale = [parse(d) for d in stale]
+            state.waiters = [r for d in waiters if (r := parse(d))]
             states.append(state.named())
         return states
+
+    def _inspect_all(self, stems: list[str], batch: int = 1000) -> Iterator[list[Any]]:
+        """INSPECT of every stem, pipelined: a round trip per thousand keys, not per key."""
+        inspect = self._scripts["INSPECT"]
+        for start in range(0, len(stems), batch):
+            with self._errors("read"):
+                pipe = self.client.pipeline(transaction=False)
+                for stem in stems[start : start + batch]:
+                    inspect(keys=[], args=[f"{self.prefix}{{{stem}}}"], client=pipe)
+                yield from pipe.execute()
 
     def _write_stop(self, key: JobKey, slot: int, request: StopRequest) -> None:
         self._run("STOP", self._base(key), slot, request.job_id, request.encode())
