@@ -92,8 +92,12 @@ def encode(record: Record) -> bytes:
 
 
 def parse(data: bytes, owner_uid: int | None = None) -> Record | None:
+    """The record in `data`, or None for anything singlerun did not write (a server's reply
+    of another type included)."""
     import json  # lazy: a run only writes records
 
+    if not isinstance(data, bytes):
+        return None
     try:
         header, _, body = data.partition(b"\n")
         if not header.startswith(_HEADER) or int(header[len(_HEADER) :]) != VERSION:

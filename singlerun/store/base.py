@@ -65,10 +65,12 @@ def failing_as(
     errors: type[BaseException] | tuple[type[BaseException], ...],
     passing: tuple[type[BaseException], ...] = (),
     dropped: tuple[type[BaseException], ...] = (),
+    malformed: tuple[type[BaseException], ...] = (),
 ) -> Iterator[None]:
     """A client's `errors` leave as one StoreError line ("cannot ACTION LOCATION: why"),
-    `dropped` ones (a connection lost) as Dropped; `passing` ones go through for the caller
-    to turn into something else."""
+    `dropped` ones (a connection lost) as Dropped, `malformed` ones (a reply of a shape
+    neither the client nor singlerun expects: a server is not trusted) as a StoreError that
+    says so; `passing` ones go through for the caller to turn into something else."""
     try:
         yield
     except passing:
@@ -77,6 +79,9 @@ def failing_as(
         raise Dropped(f"cannot {action} {location}: {first_line(exc)}") from None
     except errors as exc:
         raise StoreError(f"cannot {action} {location}: {first_line(exc)}") from None
+    except malformed as exc:
+        why = f"{type(exc).__name__}: {first_line(exc)}"
+        raise StoreError(f"cannot {action} {location}: an unexpected reply ({why})") from None
 
 
 class StoreBase:

@@ -103,3 +103,51 @@ def test_a_server_that_trickles_or_floods_is_unreachable_soon(reply, tmp_path):
     assert len(lines) == 1 and lines[0].startswith("singlerun: cannot reach redis://127.0.0.1:")
     assert elapsed < 10  # 2 s of connect_timeout, and a generous margin
     assert peak < 300 << 10, peak  # KiB: far below the 768 MiB announced
+
+
+class Malformed(FakeRedis):
+    """Shakes hands as a Redis 7 would (HELLO 3, CLIENT, PING), then answers every other
+    request (the scripts, the history) with one reply of the wrong shape."""
+
+    def _answer(self, conn: socket.socket) -> None:
+        with conn:
+            try:
+                while data := conn.recv(65536):
+                    up = data.upper()
+                    if b"HELLO" in up:
+                        conn.sendall(b"%1\r\n+proto\r\n:3\r\n")
+                    elif b"CLIENT" in up:
+                        conn.sendall(b"+OK\r\n" * up.count(b"CLIENT"))
+                    elif b"PING" in up:
+                        conn.sendall(b"+PONG\r\n")
+                    else:
+                        conn.sendall(self.reply * max(1, data.count(b"*")))
+            except OSError:
+                pass
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [b":7\r\n", b"*1\r\n:1\r\n", b"$3\r\nabc\r\n", b"*3\r\n$1\r\nx\r\n:5\r\n*0\r\n", b"_\r\n"],
+    ids=["integer", "short-array", "string", "wrong-types", "null"],
+)
+def test_replies_of_the_wrong_shape_are_one_line_never_a_crash(reply, tmp_path):
+    """Issue 18: before, each of these made a run, `status` or `history` an internal error
+    (a traceback's last line, AttributeError, TypeError, ValueError)."""
+    server = Malformed(reply)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SINGLERUN_")}
+    env["SINGLERUN_LOCK_DIR"] = str(tmp_path)
+    url = f"redis://127.0.0.1:{server.port}/0?connect_timeout=2s"
+    try:
+        for args in (["-n", "k", "--", "true"], ["status"], ["history"], ["--wait", "-n", "k",
+                     "--wait-timeout", "1s", "--", "true"]):  # fmt: skip
+            r = subprocess.run(
+                [*SINGLERUN, "--backend", url, *args],
+                env=env, capture_output=True, text=True, timeout=60,
+            )  # fmt: skip
+            # 125, or (status, a null for the history) no keys and one warning
+            assert r.returncode in (125, 0), (args, r.stderr)
+            assert r.stderr.count("\n") == 1 and "internal error" not in r.stderr, (args, r.stderr)
+            assert r.stderr.startswith(("singlerun: cannot ", "singlerun: warning: cannot "))
+    finally:
+        server.close()

@@ -10,6 +10,9 @@ from singlerun.store.base import client, failing_as
 from singlerun.store.redis import bounded
 from singlerun.store.redis.url import RedisURL
 
+# What redis-py (or singlerun reading a reply) raises on a reply of an unexpected shape:
+# a server, or whoever answers on its port, is not trusted (issue 18).
+MALFORMED = (AttributeError, TypeError, ValueError, IndexError, KeyError, UnicodeError)
 _AUTH_REPLIES = ("WRONGPASS", "NOAUTH", "NOPERM", "invalid username-password", "HELLO")
 
 
@@ -42,7 +45,7 @@ def connect(url: RedisURL, ttl: float) -> tuple[Any, type[Exception], tuple[type
     )
     bounded.bound(db, redis, reply=db.connection_pool.connection_kwargs["socket_timeout"],
                   connect=url.connect_timeout)  # fmt: skip
-    with failing_as(url.location, "reach", redis.RedisError):
+    with failing_as(url.location, "reach", redis.RedisError, malformed=MALFORMED):
         try:
             db.ping()
         except (redis.AuthenticationError, redis.ResponseError) as exc:

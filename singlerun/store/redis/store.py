@@ -25,6 +25,7 @@ from singlerun.record import Record, encode, parse
 from singlerun.store.base import StoreBase, failing_as, slot_number
 from singlerun.store.protocol import KeyState
 from singlerun.store.redis import history, scripts
+from singlerun.store.redis.connect import MALFORMED, connect
 from singlerun.store.redis.url import RedisURL
 from singlerun.store.redis.url import parse as parse_url
 
@@ -53,8 +54,6 @@ class RedisStore(StoreBase):
         return cls(parse_url(url), ttl)
 
     def __init__(self, url: RedisURL, ttl: float) -> None:
-        from singlerun.store.redis.connect import connect
-
         self.location = url.location
         self.ttl = ttl
         self._ttl_ms = max(1, int(ttl * 1000))
@@ -68,7 +67,9 @@ class RedisStore(StoreBase):
         }
 
     def _errors(self, action: str) -> contextlib.AbstractContextManager[None]:
-        return failing_as(self.location, action, self._redis_error, dropped=self._dropped)
+        return failing_as(
+            self.location, action, self._redis_error, dropped=self._dropped, malformed=MALFORMED
+        )
 
     def _run(self, name: str, *args: str | int | bytes) -> Any:
         with self._errors("use"):
@@ -88,21 +89,21 @@ class RedisStore(StoreBase):
         args = (base, slots, me.job_id, self._ttl_ms, int(waiting), record, key.stem)
         epoch = (f"{self.prefix}keys", f"{self.prefix}epoch", int(GRACE * 1000))
         reply = self._run("ACQUIRE", *args, *epoch)
-        if int(reply[0]) == -3:
-            raise HeldBack(key, self._held_back(int(reply[1]) / 1000, bool(reply[2])))
-        if int(reply[0]) < 0:
-            return None
-        slot, fence = int(reply[0]), str(int(reply[1]))
-        left = reply[2]
+        with self._errors("use"):  # a reply of another shape: one line, never a crash
+            if not isinstance(reply, list):
+                raise TypeError(f"{type(reply).__name__} for a list")
+            if int(reply[0]) == -3:
+                raise HeldBack(key, self._held_back(int(reply[1]) / 1000, bool(reply[2])))
+            if int(reply[0]) < 0:
+                return None
+            slot, fence, left = int(reply[0]), str(int(reply[1])), reply[2]
         reclaimed = None if not left else Reclaimed(parse(left))
         held = _Held(f"{me.job_id} {fence}", record)
         return Lease(key, slot, fence, self.ttl, None, reclaimed, held, asked)
 
     def _held_back(self, wait: float, lost: bool) -> HeldBack.Why:
-        if lost:
-            why = "lost its data and a holder from before re-took its lease"
-        else:
-            why = "has new data (restarted, failed over, or new)"
+        why = "lost its data and a holder from before re-took its lease" if lost else (
+            "has new data (restarted, failed over, or new)")  # fmt: skip
         return HeldBack.Why(f"{self.location} {why}", wait, lost)
 
     def _try(self, key: JobKey, me: Record, slots: int) -> Lease | None:
@@ -218,13 +219,15 @@ class RedisStore(StoreBase):
         with self._errors("read"):
             stems = sorted(_text(s) for s in self.client.smembers(f"{self.prefix}keys"))
         states = []
-        for stem, (_, held, _, stale, waiters) in zip(stems, self._inspect_all(stems), strict=True):
-            holders = [r for d in held if (r := parse(d))]
-            state = KeyState(stem, JobKey.from_stem(stem), holders=holders)
-            state.unrecorded = len(held) - len(holders)
-            state.stale = [parse(d) for d in stale]
-            state.waiters = [r for d in waiters if (r := parse(d))]
-            states.append(state.named())
+        with self._errors("read"):  # a reply of another shape: one line, never a crash
+            replies = self._inspect_all(stems)
+            for stem, (_, held, _, stale, waiters) in zip(stems, replies, strict=True):
+                holders = [r for d in held if (r := parse(d))]
+                state = KeyState(stem, JobKey.from_stem(stem), holders=holders)
+                state.unrecorded = len(held) - len(holders)
+                state.stale = [parse(d) for d in stale]
+                state.waiters = [r for d in waiters if (r := parse(d))]
+                states.append(state.named())
         return states
 
     def _inspect_all(self, stems: list[str], batch: int = 1000) -> Iterator[list[Any]]:
