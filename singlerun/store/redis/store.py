@@ -189,7 +189,7 @@ class RedisStore(StoreBase):
             if isinstance(reply, list) and len(reply) == 2 and reply[0] == 2:
                 # Re-asserted after the server lost its data: the record goes back too.
                 self._scripts["PUBLISH"](keys=[], args=[*args[:3], held.record])
-        except self._redis_error:
+        except (self._redis_error, *MALFORMED):  # never raises: the ticker decides
             return Renewal(None, None)
         # A reply of another shape is not an answer: as if the server could not be asked
         # (the lease then runs out on its deadline), never a crash that frees the key.
