@@ -24,8 +24,12 @@ class StoreError(SinglerunError):
 
 
 class Dropped(StoreError):
-    """The connection to the server dropped or timed out: worth trying again (a waiter
-    does, store/outage.py)."""
+    """The connection to the server dropped or timed out, or the server has no connection
+    free: worth trying again (a waiter does, store/outage.py). `where`: the server."""
+
+    def __init__(self, message: str, where: str = "the server") -> None:
+        super().__init__(message)
+        self.where = where
 
 
 class SpawnError(SinglerunError):

@@ -36,6 +36,12 @@ class RunConfig:
     kill_after: float = 10.0
     history_size: int | None = None  # --history-size (None: history.KEEP)
     textfile_dir: str | None = None  # --textfile-dir: node_exporter's textfile collector
+    began: float = 0.0  # monotonic time the run began: --wait-timeout counts from it
+
+    @property
+    def deadline(self) -> float | None:
+        """When --wait-timeout runs out (None: never)."""
+        return None if self.wait_timeout is None else self.began + self.wait_timeout
 
     @classmethod
     def from_options(cls, argv: list[str], scrubbed: frozenset[str], **opts: Any) -> RunConfig:
@@ -46,12 +52,15 @@ class RunConfig:
         tries = [opts.pop(o) for o in ("retry", "retry_delay", "retry_max_delay", "respawn")]
         keep_running = opts.pop("on_lease_lost") == "continue"
         opts["wait"] = opts["wait"] or opts["wait_timeout"] is not None
+        import time
+
         return cls(
             command=argv,
             key=key,
             scrubbed=scrubbed,
             retry=_policy(*tries),
             keep_running_without_lease=keep_running,
+            began=time.monotonic(),
             **opts,
         )
 

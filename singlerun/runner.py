@@ -15,8 +15,7 @@ from singlerun.errors import SpawnError, StoreError
 from singlerun.exitcodes import ExitCode
 from singlerun.identity import host, invocation_id, new_job_id, process_start_time, user
 from singlerun.record import Record
-from singlerun.store import open_store
-from singlerun.taking import take
+from singlerun.taking import open_for, take
 
 if TYPE_CHECKING:
     from singlerun.lease import Lease
@@ -27,7 +26,7 @@ if TYPE_CHECKING:
 
 def run(cfg: RunConfig) -> int:
     signals.catch_interrupts()
-    with open_store(cfg.lock_dir, cfg.backend, cfg.lease_ttl) as store:
+    with open_for(cfg) as store:
         session = RunSession(cfg, store)
         session.take_the_key()
         try:

@@ -26,8 +26,32 @@ def _conflict(cfg: RunConfig, busy: LockBusy, why: str = "") -> LockBusy:
     return busy
 
 
+def open_for(cfg: RunConfig) -> Store:
+    """The run's store. A waiter waits for a server that has no connection free for it yet
+    (PostgreSQL's max_connections: errors.Dropped) as it waits for the key: until
+    --wait-timeout (a conflict), or for ever; a run without --wait does not (issue 21)."""
+    from singlerun.errors import Dropped
+    from singlerun.store import open_store
+
+    outage = None
+    while True:
+        try:
+            return open_store(cfg.lock_dir, cfg.backend, cfg.lease_ttl)
+        except Dropped as exc:
+            if not cfg.wait:
+                raise
+            if outage is None:
+                from singlerun.store.outage import Outage
+
+                outage = Outage(exc.where, cfg.key, cfg.deadline, bound=None)
+            try:
+                outage.wait_out(exc.message.split(": ", 1)[-1])
+            except LockBusy as busy:
+                raise _conflict(cfg, busy) from None
+
+
 def take(store: Store, cfg: RunConfig, me: Record) -> Lease:
-    deadline = None if cfg.wait_timeout is None else time.monotonic() + cfg.wait_timeout
+    deadline = cfg.deadline
     replaced: set[str] = set()
     while True:
         try:

@@ -116,9 +116,10 @@ class PostgresServer:
 
     kind = "postgres"
 
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, options: str = "") -> None:
         self.workdir = workdir
         self.port = free_port()
+        self.options = options  # more `-c name=value` settings for the server
         self.data = workdir / "data"
         self.as_user: list[str] = []
         if os.geteuid() == 0:
@@ -135,7 +136,7 @@ class PostgresServer:
     def start(self) -> None:
         opts = (
             f"-p {self.port} -k {self.workdir} -c listen_addresses=127.0.0.1 -c fsync=off "
-            "-c max_connections=300 -c full_page_writes=off"
+            "-c max_connections=300 -c full_page_writes=off " + self.options
         )
         log = str(self.workdir / "log")
         self._run(PG_CTL, "-D", str(self.data), "-o", opts, "-l", log, "-w", "start")

@@ -76,7 +76,7 @@ def failing_as(
     except passing:
         raise
     except dropped as exc:
-        raise Dropped(f"cannot {action} {location}: {first_line(exc)}") from None
+        raise Dropped(f"cannot {action} {location}: {first_line(exc)}", location) from None
     except errors as exc:
         raise StoreError(f"cannot {action} {location}: {first_line(exc)}") from None
     except malformed as exc:

@@ -18,8 +18,12 @@ FIRST, LONGEST = 0.1, 2.0  # seconds between tries: doubling from FIRST up to LO
 
 
 class Outage:
-    def __init__(self, location: str, key: JobKey, deadline: float | None) -> None:
-        self.location, self.key, self.deadline = location, key, deadline
+    def __init__(
+        self, location: str, key: JobKey, deadline: float | None, bound: float | None = BOUND
+    ) -> None:
+        """`bound`: seconds without a server before giving up (None: until `deadline`,
+        as for a server that answers but has no connection free yet)."""
+        self.location, self.key, self.deadline, self.bound = location, key, deadline, bound
         self.since: float | None = None
         self.delay = FIRST
 
@@ -34,13 +38,15 @@ class Outage:
             self.since = now
         if self.deadline is not None and now >= self.deadline:
             raise WaitTimeout(self.key, [])
-        if now - self.since >= BOUND:
+        if self.bound is not None and now - self.since >= self.bound:
             raise StoreError(
-                f"cannot wait on {self.location}: {why} (unreachable for {BOUND:.0f}s)"
+                f"cannot wait on {self.location}: {why} (unreachable for {self.bound:.0f}s)"
             )
         # Jitter (half to 1.5 times): waiters dropped together do not all come back at once.
         jitter = 0.5 + int.from_bytes(os.urandom(2), "big") / 65536
-        pause = min(self.delay * jitter, self.since + BOUND - now)
+        pause = self.delay * jitter
+        if self.bound is not None:
+            pause = min(pause, self.since + self.bound - now)
         if self.deadline is not None:
             pause = min(pause, self.deadline - now)
         time.sleep(max(0.0, pause))

@@ -5,7 +5,9 @@ and libpq URLs."""
 from __future__ import annotations
 
 import json
+import shutil
 import time
+from pathlib import Path
 
 import pytest
 
@@ -260,3 +262,46 @@ def test_a_lock_over_a_connection_neither_local_nor_verified_warns(rr, postgres_
         assert (r.returncode, r.stderr) == (0, ""), quiet
     r = rr.run("-q", "-n", "k", "--", "true", env={"SINGLERUN_BACKEND": url})
     assert (r.returncode, r.stderr) == (0, "")
+
+
+def test_a_full_server_is_one_line_for_a_run_and_a_wait_for_a_waiter(tmp_path):
+    """Issue 21: at max_connections, waiters exited 125 (`too many clients already`). A run
+    without --wait still does, with a line that says the server is full; a waiter waits for
+    a connection within its --wait-timeout (then 75), and runs once one frees."""
+    import tempfile
+
+    import psycopg
+
+    from testbed.servers import PostgresServer
+    from tests.conftest import Singlerun
+
+    full = "-c max_connections=4 -c superuser_reserved_connections=1"
+    server = PostgresServer(Path(tempfile.mkdtemp(prefix="singlerun-pg-")), full)
+    try:
+        server.sql("CREATE ROLE fleet LOGIN")
+        server.sql("GRANT CREATE ON DATABASE postgres TO fleet")
+        url = f"postgresql://fleet@127.0.0.1:{server.port}/postgres"
+        sr = Singlerun(tmp_path)  # its lock directory: unused, the store is the server
+        sr.env["SINGLERUN_BACKEND"] = url
+        taken = [psycopg.connect(url) for _ in range(3)]  # every slot but the superuser's
+        r = sr.run("-n", "a", "--", "true")
+        assert r.returncode == 125
+        full_line = f"singlerun: cannot reach {url}: no connection free (max_connections): "
+        assert r.stderr.startswith(full_line + "remaining connection slots"), r.stderr
+        t0 = time.monotonic()
+        r = sr.run("-n", "a", "--wait-timeout", "2s", "--", "true")
+        assert (r.returncode, r.stderr) == (75, "singlerun: gave up waiting for default/a\n")
+        assert 1.9 < time.monotonic() - t0 < 10
+        waiter = sr.start("-n", "a", "--wait", "--", "echo", "ran")
+        wait_for(lambda: len(server.sql("SELECT 1 FROM pg_stat_activity WHERE "
+                                        "usename = 'fleet'")) == 3)  # fmt: skip
+        time.sleep(0.5)  # the waiter tries, and is refused, a few times
+        assert waiter.poll() is None
+        taken.pop().close()
+        assert waiter.wait(20) == 0, waiter.stderr.read()
+        assert waiter.stdout.read() == "ran\n"
+        for conn in taken:
+            conn.close()
+    finally:
+        server.stop()
+        shutil.rmtree(server.workdir, ignore_errors=True)

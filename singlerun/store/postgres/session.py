@@ -11,7 +11,7 @@ import select
 import time
 from typing import Any
 
-from singlerun.errors import StoreError, UsageError
+from singlerun.errors import Dropped, StoreError, UsageError
 from singlerun.store.base import client, failing_as, first_line
 from singlerun.store.postgres import schema
 from singlerun.store.postgres.url import PostgresURL
@@ -21,6 +21,16 @@ def lock_key(*parts: str | int) -> int:
     """A stable signed 64-bit advisory lock key."""
     digest = hashlib.blake2b("\0".join(map(str, parts)).encode(), digest_size=8).digest()
     return int.from_bytes(digest, "big", signed=True)
+
+
+# What a server says when it has no connection for us (SQLSTATE 53300, which libpq does not
+# pass on for a refused connection): a full server, not a wrong one.
+_FULL = (
+    "too many clients already",
+    "remaining connection slots are reserved",
+    "too many connections for role",
+    "too many connections for database",
+)
 
 
 class _Late(Exception):
@@ -64,6 +74,9 @@ class Session:
             # connects; a bad one is the URL's fault, not the server's.
             if why.startswith("connection is bad: invalid "):
                 raise UsageError(f"invalid --backend URL: {why.split(': ', 1)[1]}") from None
+            if any(full in why for full in _FULL):  # a waiter tries again (taking.open_for)
+                why = f"no connection free (max_connections): {why.rsplit('FATAL:', 1)[-1].strip()}"
+                raise Dropped(f"cannot reach {self.location}: {why}", self.location) from None
             raise StoreError(f"cannot reach {self.location}: {why}") from None
         with self.errors("use"):
             for setting in ("tcp_keepalives_idle", "tcp_keepalives_interval"):
