@@ -62,9 +62,11 @@ def busy(exc: LockBusy, timed_out: bool) -> str:
     from singlerun.identity import host, surely_running
 
     if isinstance(exc, HeldBack):
+        import math
+
         return (
             f"{exc.key} is held back: {exc.why.what}; keys are granted again in "
-            f"{format_age(-(-exc.why.wait // 1))}, when no job from before can still run"
+            f"{format_age(math.ceil(exc.why.wait))}, when no job from before can still run"
         )
     # psutil costs ~40 ms to import: a stampede of launchers on a held key pays it on every
     # conflict. When the newest holder's singlerun is plainly running, /proc says so for less.
