@@ -4,7 +4,7 @@ server (Redis loses every key) and drops its clients' connections. The jobs
 log their fencing tokens; an overlap detector must count zero overlaps, and tokens must
 strictly increase in the order the jobs started. Replay with CHAOS_SEED=<seed> (the timing
 is the machine's); NETWORK_CHAOS_RUNS sets the number of runs per backend (TORTURE_LONG=1:
-3000; PostgreSQL's runs cost more, so it gets half in CI mode)."""
+3000, CI mode: 100; PostgreSQL's runs cost more, so it gets half in CI mode)."""
 
 import contextlib
 import itertools
@@ -24,7 +24,7 @@ from tests.torture.report import FIGURES, LONG
 
 # CI mode is a smoke test that keeps the suite within its time (docs/ARCHITECTURE.md);
 # overlaps are hunted by the long mode, run before a store's issue is resolved.
-RUNS = int(os.environ.get("NETWORK_CHAOS_RUNS") or (3000 if LONG else 200))
+RUNS = int(os.environ.get("NETWORK_CHAOS_RUNS") or (3000 if LONG else 100))
 CONTENDERS = 3
 
 CHAOS_JOB = str(Path(__file__).parents[1] / "helpers" / "chaos_job.sh")
