@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
 import time
 from pathlib import Path
 
@@ -295,8 +296,8 @@ def test_a_full_server_is_one_line_for_a_run_and_a_wait_for_a_waiter(tmp_path):
         waiter = sr.start("-n", "a", "--wait", "--", "echo", "ran")
         wait_for(lambda: len(server.sql("SELECT 1 FROM pg_stat_activity WHERE "
                                         "usename = 'fleet'")) == 3)  # fmt: skip
-        time.sleep(0.5)  # the waiter tries, and is refused, a few times
-        assert waiter.poll() is None
+        with pytest.raises(subprocess.TimeoutExpired):  # refused a few times, and waits on
+            waiter.wait(0.5)
         taken.pop().close()
         assert waiter.wait(20) == 0, waiter.stderr.read()
         assert waiter.stdout.read() == "ran\n"

@@ -11,7 +11,9 @@ their contents from its runs, at its next fold; until then readers scan.
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
+from collections.abc import Iterator
 from dataclasses import fields
 
 from singlerun.history import Run, sound
@@ -68,8 +70,7 @@ def install(db: sqlite3.Connection, added: dict[str, str]) -> None:
     low, high = db.execute("SELECT MIN(rowid), MAX(rowid) FROM runs").fetchone()
     if low is not None and high - low > BACKFILL_MAX:
         return
-    db.execute("BEGIN IMMEDIATE")
-    try:
+    with _immediate(db):
         if not _has_tables(db):  # again, under the write lock
             for old in (
                 "TABLE IF EXISTS outcomes",
@@ -79,11 +80,6 @@ def install(db: sqlite3.Connection, added: dict[str, str]) -> None:
                 db.execute(f"DROP {old}")
             for statement in (*_split(SCHEMA), *_split(_BACKFILL)):
                 db.execute(statement)
-        db.execute("COMMIT")
-    except BaseException:
-        if db.in_transaction:
-            db.execute("ROLLBACK")
-        raise
 
 
 def _upgrade(db: sqlite3.Connection, added: dict[str, str]) -> None:
@@ -96,13 +92,20 @@ def _upgrade(db: sqlite3.Connection, added: dict[str, str]) -> None:
 
     if not missing():
         return
-    db.execute("BEGIN IMMEDIATE")
-    try:
+    with _immediate(db):
         for name in missing():  # again, under the write lock; in Run's order, as inserted
             db.execute(f'ALTER TABLE newest ADD COLUMN "{name}" {added[name]}')
         db.execute("DROP TRIGGER IF EXISTS count_run")
         (trigger,) = (s for s in _split(SCHEMA) if s.startswith("CREATE TRIGGER"))
         db.execute(trigger)
+
+
+@contextlib.contextmanager
+def _immediate(db: sqlite3.Connection) -> Iterator[None]:
+    """A write transaction on a connection in autocommit mode: committed, or rolled back."""
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        yield
         db.execute("COMMIT")
     except BaseException:
         if db.in_transaction:

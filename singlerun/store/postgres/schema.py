@@ -67,7 +67,7 @@ def sized(column: str, records: int = 1) -> str:
     """A bytea column as read: a value longer than `records` times record.MAX_SIZE is no
     record or journal line singlerun wrote, and is read as empty (corrupt), so that one
     forged giant cannot make every reader allocate it."""
-    return (
-        f"COALESCE(CASE WHEN octet_length({column}) <= {records * 65536} THEN {column} END, "
-        "''::bytea)"
-    )
+    from singlerun.record import MAX_SIZE
+
+    most = records * MAX_SIZE
+    return f"COALESCE(CASE WHEN octet_length({column}) <= {most} THEN {column} END, ''::bytea)"
