@@ -133,11 +133,23 @@ def stop_cmd(
 
     key = _only(group, name).key
     with _store(lock_dir, backend) as store:
-        targets = [r for s in store.inspect() if s.key == key for r in s.holders if record_alive(r)]
+        states = [s for s in store.inspect() if s.key == key]
+        adrift = [r for s in states for r in s.adrift]
+        gone = {r.job_id for r in adrift}
+        targets = [r for s in states for r in s.holders if record_alive(r) and r.job_id not in gone]
+        # A run whose lease was lost hears no stop request: its job runs on by its choice.
+        for r in adrift:
+            say(
+                f"cannot stop {key}: job {safe(r.job_id)} on {safe(r.host)} lost its lease and "
+                f"runs on (--on-lease-lost continue): stop pid {r.pid} on that host",
+                ERROR,
+            )
         if not targets:
+            if adrift:
+                return ExitCode.NOT_STOPPED
             say(f"{key} is not running")
             return ExitCode.NOT_RUNNING
-        code = ExitCode.OK
+        code = ExitCode.NOT_STOPPED if adrift else ExitCode.OK
         outcomes = stop_runs(
             store, targets, sig=signal, kill_after=kill_after, timeout=timeout, reason="stopped"
         )

@@ -109,12 +109,15 @@ def status(entries: list[dict[str, Any]]) -> str:
     """`singlerun status` as text, from status.gather()'s entries."""
     lines = []
     for e in entries:
-        head = f"{safe(e['group'])}/{safe(e['name'])}  {e['state']}"
+        # A run whose lease was lost runs on without it (--on-lease-lost continue).
+        lost = ", lease lost" if e.get("lease_lost") else ""
+        head = f"{safe(e['group'])}/{safe(e['name'])}  {e['state']}{lost}"
         if e["state"] in ("running", "stale"):
             head += "  " + _run_line(e)
         lines.append(head)
         for extra in e["holders"][1:]:
-            lines.append(f"  also running: {_run_line(extra)}")
+            lost = ", lease lost" if extra.get("lease_lost") else ""
+            lines.append(f"  also running{lost}: {_run_line(extra)}")
         for w in e["waiters"]:
             lines.append(
                 f"  waiting: pid {w['pid']} on {safe(w['host'])} for {format_age(w['waited_s'])} "

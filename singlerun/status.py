@@ -19,7 +19,7 @@ def _rfc3339(epoch: float | None) -> str | None:
 
 _RUN_FIELDS = (
     *("job_id", "pid", "wrapper_gone", "host", "user", "command", "started_at", "elapsed_s"),
-    *("attempt", "next_attempt_at", "invocation_id"),
+    *("attempt", "next_attempt_at", "invocation_id", "lease_lost"),
 )
 
 
@@ -44,7 +44,8 @@ def _holding_pid(record: Record) -> tuple[int, bool]:
     )
 
 
-def _run_fields(record: Record | None, now: float) -> dict[str, Any]:
+def _run_fields(record: Record | None, now: float, adrift: bool = False) -> dict[str, Any]:
+    """A run's fields; `adrift`: its lease was lost and its job runs on without it."""
     if record is None:
         return dict.fromkeys(_RUN_FIELDS)
     pid, wrapper_gone = _holding_pid(record)
@@ -60,6 +61,7 @@ def _run_fields(record: Record | None, now: float) -> dict[str, Any]:
         "attempt": record.attempt,
         "next_attempt_at": _rfc3339(record.next_attempt_at),
         "invocation_id": record.invocation_id or None,  # journalctl _SYSTEMD_INVOCATION_ID=
+        "lease_lost": adrift,
     }
 
 
@@ -94,21 +96,30 @@ def history_row(run: Run) -> dict[str, Any]:
 
 def entry(key: JobKey, state: KeyState | None, last: Run | None, now: float) -> dict[str, Any]:
     """One key's status with the field names of docs/CONTRACT.md §5 (plus `holders`)."""
-    holders = sorted(state.holders, key=lambda r: r.started_at) if state else []
-    if state and (holders or state.unrecorded):
-        name, shown = "running", holders[0] if holders else None
+    # The runs adrift (--on-lease-lost continue) come after those that hold a slot; a
+    # slot's record may still name one (its lease was taken by a run yet to write its own).
+    adrift = sorted(state.adrift, key=lambda r: r.started_at) if state else []
+    gone = {r.job_id for r in adrift}
+    holders = (
+        sorted((r for r in state.holders if r.job_id not in gone), key=lambda r: r.started_at)
+        if state
+        else []
+    )
+    runs = [(r, False) for r in holders] + [(r, True) for r in adrift]
+    if state and (runs or state.unrecorded):
+        name, (shown, lost) = "running", runs[0] if runs else (None, False)
     elif state and state.waiters:
-        name, shown = "waiting", None
+        name, shown, lost = "waiting", None, False
     elif state and state.stale:
-        name, shown = "stale", next((r for r in state.stale if r), None)
+        name, shown, lost = "stale", next((r for r in state.stale if r), None), False
     else:
-        name, shown = "idle", None
+        name, shown, lost = "idle", None, False
     return {
         "group": key.group,
         "name": key.name,
         "state": name,
-        **_run_fields(shown, now),
-        "holders": [_run_fields(r, now) for r in holders],
+        **_run_fields(shown, now, shown is not None and lost),
+        "holders": [_run_fields(r, now, lost) for r, lost in runs],
         "waiters": [
             {
                 "pid": w.pid,

@@ -5,7 +5,8 @@ Each good renewal moves the watchdog's deadline to (the renewal's *send* time + 
 margin), so the job is killed before the lease can expire on the server even if singlerun
 never runs again. A renewal the server refuses (the lease is gone or not ours), or none
 that succeeds before the deadline, is a lost lease: the job is stopped, or with
-`--on-lease-lost continue` it runs on with a warning and without a watchdog.
+`--on-lease-lost continue` it runs on with a warning and without a watchdog, shown by
+`status` as running with its lease lost (Store.adrift, said again every tick).
 """
 
 from __future__ import annotations
@@ -62,6 +63,7 @@ class LeaseTicker:
         self.lost = True
         if self.keep_running:
             self.disarm()
+            self.store.adrift(self.lease)
             say(f"warning: {self.lease.key}: {why}; the job keeps running (--on-lease-lost)")
             return None
         return Stop(
@@ -70,6 +72,8 @@ class LeaseTicker:
 
     def tick(self) -> Stop | None:
         if self.lost:
+            if self.keep_running:
+                self.store.adrift(self.lease)
             return None
         sent = time.monotonic()
         renewal = self.store.renew(self.lease)

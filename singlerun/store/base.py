@@ -112,6 +112,9 @@ class StoreBase:
     def runs(self, only: KeyFilter, limit: int | None) -> list[Run]:
         raise NotImplementedError
 
+    def adrift(self, lease: Lease) -> None:
+        pass  # a kernel lock is never lost while its holder lives
+
     def close(self) -> None:
         pass
 

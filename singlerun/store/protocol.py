@@ -26,12 +26,15 @@ class KeyState:
     unrecorded: int = 0  # held slots without a readable record
     stale: list[Record | None] = field(default_factory=list)  # records of free slots
     waiters: list[Record] = field(default_factory=list)  # live waiters, in queue order
+    # Runs whose lease was lost and whose job runs on (--on-lease-lost continue): no slot.
+    adrift: list[Record] = field(default_factory=list)
 
     def named(self) -> KeyState:
         """The key of a hashed stem (a long or odd name) is not in the stem: take it from
         any record of the key."""
         if self.key is None:
-            known = next((r for r in (*self.holders, *self.stale, *self.waiters) if r), None)
+            every = (*self.holders, *self.adrift, *self.stale, *self.waiters)
+            known = next((r for r in every if r), None)
             if known is not None:
                 from singlerun.keys import JobKey
 
@@ -77,6 +80,12 @@ class Store(Protocol):
     def renew(self, lease: Lease) -> Renewal:
         """Set the lease's TTL again (from now); say whether it is still ours, and whether a
         stop was requested for its run. Never raises: an unreachable store is `held=None`."""
+        ...
+
+    def adrift(self, lease: Lease) -> None:
+        """Show the lease's run in `status` as running without its lease (lost, and the job
+        runs on: --on-lease-lost continue) for a TTL from now; called again every tick,
+        and ended by `release`. Never raises: it only informs."""
         ...
 
     def release(self, lease: Lease) -> None:

@@ -123,6 +123,36 @@ def test_on_lease_lost_continue_keeps_the_job_running(rr, server, ns):
     assert "keeps running (--on-lease-lost)" in proc.stderr.read()
 
 
+def test_a_run_that_lost_its_lease_and_runs_on_is_shown_and_not_falsely_stopped(rr, server, ns):
+    """Issue 19.3: with `continue`, status showed the key free (or another's) while the job
+    ran on. It shows `running, lease lost` for as long as the job runs; `stop` cannot reach
+    it (it hears no requests) and says so with 1, never 'stopped' or 'not running'."""
+    proc = rr.start(
+        "-n", "s", "--lease-ttl", "2s", "--on-lease-lost", "continue", "--",
+        "sh", "-c", "echo started; while [ ! -e \"$0\" ]; do sleep 0.05; done",
+        str(rr.lock_dir.parent / "s-done"),
+    )  # fmt: skip
+    assert proc.stdout.readline() == "started\n"
+    _lose_the_lease(server, ns, "s")
+
+    def adrift():
+        (e,) = json.loads(rr.run("status", "--json", "-n", "s").stdout)
+        return e if e["lease_lost"] else None
+
+    e = wait_for(adrift, what="the run shown with its lease lost")
+    assert e["state"] == "running" and e["pid"] == proc.pid
+    assert [h["lease_lost"] for h in e["holders"]][-1] is True
+    text = rr.run("status", "-n", "s")
+    assert text.returncode == 0 and "default/s  running, lease lost  job " in text.stdout
+    r = rr.run("stop", "-n", "s", "--timeout", "2s")
+    assert r.returncode == 1 and "lost its lease and runs on" in r.stderr, r
+    assert proc.poll() is None
+    (rr.lock_dir.parent / "s-done").touch()
+    assert proc.wait(15) == 0
+    (e,) = json.loads(rr.run("status", "--json", "-n", "s").stdout)
+    assert e["state"] != "running" and e["lease_lost"] is None, e
+
+
 def test_on_lease_lost_continue_survives_a_server_paused_past_the_ttl(rr, server):
     """Issue 19: with the server paused past the TTL, the watchdog SIGKILLed the job (137)
     although the message said it kept running. With `continue` the job runs to its own

@@ -78,13 +78,16 @@ def test_an_older_schema_is_migrated_and_a_newer_one_refused(rr, postgres_server
     postgres_server.sql(f"INSERT INTO {ns}.version VALUES (0)")  # before the first tables
     r = rr.run("-n", "k", "--", "true")
     assert r.returncode == 0, r.stderr
-    assert postgres_server.sql(f"SELECT version FROM {ns}.version") == [(2,)]
+    assert postgres_server.sql(f"SELECT version FROM {ns}.version") == [(3,)]
     assert postgres_server.sql(f"SELECT count(*) FROM {ns}.runs") == [(1,)]
-    # Version 1 to 2 (the waiters' dead_since, issue 19.2) on a schema in use.
+    # Version 1 to 3 (the waiters' dead_since, issue 19.2; runs adrift, 19.3) on a schema
+    # in use.
     postgres_server.sql(f"ALTER TABLE {ns}.waiters DROP COLUMN dead_since")
+    postgres_server.sql(f"DROP TABLE {ns}.adrift")
     postgres_server.sql(f"UPDATE {ns}.version SET version = 1")
     assert rr.run("-n", "k", "--", "true").returncode == 0
-    assert postgres_server.sql(f"SELECT version FROM {ns}.version") == [(2,)]
+    assert postgres_server.sql(f"SELECT version FROM {ns}.version") == [(3,)]
+    assert postgres_server.sql(f"SELECT count(*) FROM {ns}.adrift") == [(0,)]
     assert postgres_server.sql(
         "SELECT count(*) FROM information_schema.columns WHERE table_schema = %s "
         "AND table_name = 'waiters' AND column_name = 'dead_since'",

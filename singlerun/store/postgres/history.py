@@ -60,13 +60,15 @@ def forget(db: Session, key: JobKey, dry_run: bool) -> bool:
     with db.errors("forget in"):
         busy = db.q(
             f"SELECT EXISTS (SELECT 1 FROM {{s}}.holders h WHERE stem = %s AND {held}) "
-            f"OR EXISTS (SELECT 1 FROM {{s}}.waiters w WHERE stem = %s AND {waiting})",
-            key.stem, key.stem,
+            f"OR EXISTS (SELECT 1 FROM {{s}}.waiters w WHERE stem = %s AND {waiting}) "
+            "OR EXISTS (SELECT 1 FROM {s}.adrift WHERE stem = %s AND until > clock_timestamp())",
+            key.stem, key.stem, key.stem,
         )[0][0]  # fmt: skip
         if busy or dry_run:
             return not busy
         # Each delete re-checks: a run that starts meanwhile keeps its row.
         db.q(f"DELETE FROM {{s}}.holders h WHERE stem = %s AND NOT {held}", key.stem)
         db.q(f"DELETE FROM {{s}}.waiters w WHERE stem = %s AND NOT {waiting}", key.stem)
+        db.q("DELETE FROM {s}.adrift WHERE stem = %s AND until <= clock_timestamp()", key.stem)
         db.q('DELETE FROM {s}.runs WHERE "group" = %s AND name = %s', key.group, key.name)
     return True

@@ -8,7 +8,7 @@ shown (holders, waiters, history) and the stop requests.
 
 from __future__ import annotations
 
-VERSION = 2
+VERSION = 3
 
 # Made before any step: the one table every version has.
 BOOTSTRAP = """
@@ -44,6 +44,13 @@ CREATE INDEX runs_by_key ON {s}.runs ("group", name, started_at);
     # When a waiter behind first saw this one's ticket lock free: its session may only have
     # dropped, and it keeps its place for queue.REJOIN seconds (store/outage.py).
     2: "ALTER TABLE {s}.waiters ADD COLUMN dead_since timestamptz;",
+    # Runs whose lock was lost while their job runs on (adrift.py), for `status`.
+    3: """
+CREATE TABLE {s}.adrift (
+  stem text NOT NULL, job_id text NOT NULL, record bytea NOT NULL,
+  until timestamptz NOT NULL,  -- shown until then, unless its singlerun says so again
+  PRIMARY KEY (stem, job_id));
+""",
 }
 
 # pg_locks shows a bigint advisory key as its high half in classid, its low half in objid,

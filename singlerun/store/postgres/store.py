@@ -22,7 +22,7 @@ from singlerun.keys import JobKey, KeyFilter
 from singlerun.lease import Lease, Reclaimed, Renewal, StopRequest
 from singlerun.record import Record, encode, parse
 from singlerun.store.base import StoreBase
-from singlerun.store.postgres import history, queue, schema, stops
+from singlerun.store.postgres import adrift, history, queue, schema, stops, view
 from singlerun.store.postgres.session import Session, lock_key
 from singlerun.store.postgres.url import PostgresURL
 from singlerun.store.postgres.url import parse as parse_url
@@ -36,6 +36,8 @@ if TYPE_CHECKING:
 class _Held:
     job_id: str
     lock: int  # the slot's advisory lock key
+    record: bytes = b""  # as last published: shown if the lock is lost and the job runs on
+    adrift: bool = False  # it was (adrift.py)
 
 
 class PostgresStore(StoreBase):
@@ -153,11 +155,22 @@ class PostgresStore(StoreBase):
 
     def publish(self, lease: Lease, record: Record) -> None:
         held: _Held = lease.handle
+        held.record = encode(record)
         with self.db.errors("use"):
             self._q(
                 "UPDATE {s}.holders SET record = %s WHERE stem = %s AND slot = %s AND job_id = %s",
-                encode(record), lease.key.stem, lease.slot, held.job_id,
+                held.record, lease.key.stem, lease.slot, held.job_id,
             )  # fmt: skip
+
+    def adrift(self, lease: Lease) -> None:
+        held: _Held = lease.handle
+        held.adrift = True
+        try:
+            self._reconnect_if_dropped()  # the lock was lost with its session, likely
+            with self.db.errors("use"):
+                adrift.announce(self.db, lease.key, held.job_id, held.record, self.ttl)
+        except StoreError:
+            pass
 
     # -- the lease: a probe of the session, never waited for ---------------------------------
 
@@ -197,6 +210,8 @@ class PostgresStore(StoreBase):
                 "DELETE FROM {s}.holders WHERE stem = %s AND slot = %s AND job_id = %s",
                 lease.key.stem, lease.slot, held.job_id,
             )  # fmt: skip
+            if held.adrift:
+                adrift.end(self.db, lease.key, held.job_id)
             (ours,) = self._q("SELECT pg_advisory_unlock(%s)", held.lock)[0]
             self._q("SELECT pg_notify(%s, '')", queue.channel(self.db, lease.key))
         if not ours:
@@ -204,42 +219,12 @@ class PostgresStore(StoreBase):
 
     # -- inspection and control -------------------------------------------------------------
 
-    def _holder_rows(self, stem: str | None = None) -> list[tuple[Any, ...]]:
-        """(stem, slot, record, live) of every holder row: live while its session holds the
-        lock or its lease is in force."""
-        where = "" if stem is None else "WHERE stem = %s"
-        held = f"({schema.HELD.format(k='h.lock_key')} OR {schema.LEASE_LEFT.format(h='h.')} > 0)"
-        with self.db.errors("read"):
-            return self._q(
-                f"SELECT stem, slot, {schema.sized('record')}, {held} "
-                f"FROM {{s}}.holders h {where} ORDER BY stem, slot",
-                *(() if stem is None else (stem,)),
-            )
-
     def _slots_held(self, key: JobKey) -> list[tuple[int, Record | None]]:
-        rows = self._holder_rows(key.stem)
+        rows = view.holder_rows(self.db, key.stem)
         return [(int(slot), parse(bytes(data))) for _, slot, data, live in rows if live]
 
     def inspect(self) -> list[KeyState]:
-        states: dict[str, KeyState] = {}
-        for stem, _, data, live in self._holder_rows():
-            state = states.setdefault(stem, KeyState(stem, JobKey.from_stem(stem)))
-            record = parse(bytes(data))
-            if live and record is not None:
-                state.holders.append(record)
-            elif live:
-                state.unrecorded += 1
-            else:
-                state.stale.append(record)
-        held = schema.HELD.format(k="w.lock_key")
-        with self.db.errors("read"):  # a dead waiter's row names its key for `clean`
-            sized = schema.sized("record")
-            rows = self._q(f"SELECT stem, {sized}, {held} FROM {{s}}.waiters w ORDER BY seq")
-        for stem, data, live in rows:
-            state = states.setdefault(stem, KeyState(stem, JobKey.from_stem(stem)))
-            if live and (record := parse(bytes(data))) is not None:
-                state.waiters.append(record)
-        return [state.named() for state in states.values()]
+        return view.states(self.db)
 
     def _write_stop(self, key: JobKey, slot: int, request: StopRequest) -> None:
         with self.db.errors("use"):
@@ -252,7 +237,7 @@ class PostgresStore(StoreBase):
 
     def clean(self, state: KeyState, *, dry_run: bool) -> list[Record | None]:
         removed: list[Record | None] = []
-        for stem, slot, data, live in self._holder_rows(state.stem):
+        for stem, slot, data, live in view.holder_rows(self.db, state.stem):
             if live:
                 continue
             lock = lock_key(self.schema, stem, slot)
@@ -270,6 +255,7 @@ class PostgresStore(StoreBase):
             held = schema.HELD.format(k="lock_key")
             with self.db.errors("clean"):
                 self._q(f"DELETE FROM {{s}}.waiters WHERE stem = %s AND NOT {held}", state.stem)
+                adrift.prune(self.db, state.stem)
         return removed
 
     # -- a key's past: its runs, forgetting it (history.py) ---------------------------------------

@@ -13,6 +13,8 @@ A key's data lives under BASE = PREFIX + "{" + STEM + "}" (one hash slot per key
   BASE:ticket:ID  a waiter's own lease, renewed while it waits
   BASE:retaken:N  the epoch in which slot N's holder re-took its lease (see _EPOCH)
   BASE:wake:ID    pub/sub channel of waiter ID: it heads the queue and a slot may be free
+  BASE:adrift     hash job ID -> the record of a run that lost its lease and runs on
+                  (--on-lease-lost continue), shown while BASE:adrift:ID lives (see ADRIFT)
 PREFIX + "keys" is the set of stems, for `status`; PREFIX + "epoch" is the data's epoch
 (see _EPOCH).
 """
@@ -21,7 +23,7 @@ from __future__ import annotations
 
 NAMES = (
     *("ACQUIRE", "REGRANT", "PUBLISH", "RENEW", "RELEASE", "ENQUEUE", "LEAVE", "INSPECT"),
-    *("STOP", "CLEAN", "PRUNE", "FORGET", "HISTORY"),
+    *("STOP", "CLEAN", "PRUNE", "FORGET", "HISTORY", "ADRIFT"),
 )
 
 # ARGV: base, slots, job_id, ttl_ms, waiting (0/1), record, stem, keys-set
@@ -66,7 +68,7 @@ end
 # and its counters expire after 30 days unused.
 _UNLIST = """
 local function unlist(base, keys, stem)
-  if redis.call('EXISTS', base .. ':recs', base .. ':queue') == 0 then
+  if redis.call('EXISTS', base .. ':recs', base .. ':queue', base .. ':adrift') == 0 then
     redis.call('SREM', keys, stem)
   end
 end
@@ -214,6 +216,8 @@ if rec and string.find(rec, '"job_id":"' .. ARGV[4] .. '"', 1, true) then
 end
 -- A stop request is ours to drop only with our lease: else it may be the next holder's.
 if ours then redis.call('DEL', base .. ':stop:' .. slot) end
+redis.call('HDEL', base .. ':adrift', ARGV[4])
+redis.call('DEL', base .. ':adrift:' .. ARGV[4])
 wake(base, 'released')
 unlist(base, ARGV[5], ARGV[6])
 if ours then return 1 end
@@ -261,7 +265,7 @@ return 1
 )
 
 # ARGV: base. Returns {held slots, their records, stale slots, their records, live waiters'
-# records in queue order}.
+# records in queue order, records of live runs adrift}.
 INSPECT = (
     _SIZED
     + """
@@ -281,9 +285,25 @@ for _, id in ipairs(redis.call('ZRANGE', base .. ':queue', 0, -1)) do
     table.insert(waiters, sized(redis.call('HGET', base .. ':waiters', id)) or '')
   end
 end
-return {held, held_recs, stale, stale_recs, waiters}
+local adrift, runs = {}, redis.call('HGETALL', base .. ':adrift')
+for i = 1, #runs, 2 do
+  if redis.call('EXISTS', base .. ':adrift:' .. runs[i]) == 1 then
+    table.insert(adrift, sized(runs[i + 1]))
+  end
+end
+return {held, held_recs, stale, stale_recs, waiters, adrift}
 """
 )
+
+# ARGV: base, job_id, ttl_ms, record, stem, keys-set. The run `job_id` lost its lease and
+# its job runs on (--on-lease-lost continue): `status` shows it for ttl_ms, and the run
+# says so again every tick until its RELEASE. It holds no slot: grants ignore it.
+ADRIFT = """
+redis.call('SADD', ARGV[6], ARGV[5])
+redis.call('HSET', ARGV[1] .. ':adrift', ARGV[2], ARGV[4])
+redis.call('SET', ARGV[1] .. ':adrift:' .. ARGV[2], '1', 'PX', ARGV[3])
+return 1
+"""
 
 # ARGV: base, slot, job_id, request. A stop request for the holder named, if it holds.
 STOP = """
@@ -324,6 +344,11 @@ for _, id in ipairs(redis.call('ZRANGE', base .. ':queue', 0, -1)) do
     n = n + 1
   end
 end
+for _, id in ipairs(redis.call('HKEYS', base .. ':adrift')) do
+  if redis.call('EXISTS', base .. ':adrift:' .. id) == 0 then
+    redis.call('HDEL', base .. ':adrift', id)
+  end
+end
 unlist(base, ARGV[2], ARGV[3])
 return n
 """
@@ -340,9 +365,12 @@ end
 for _, id in ipairs(redis.call('ZRANGE', base .. ':queue', 0, -1)) do
   if redis.call('EXISTS', base .. ':ticket:' .. id) == 1 then return 0 end
 end
+for _, id in ipairs(redis.call('HKEYS', base .. ':adrift')) do
+  if redis.call('EXISTS', base .. ':adrift:' .. id) == 1 then return 0 end
+end
 if ARGV[4] == '1' then return 1 end
 redis.call('DEL', base .. ':recs', base .. ':fence', base .. ':queue', base .. ':waiters',
-  base .. ':qseq')
+  base .. ':qseq', base .. ':adrift')
 for slot = 0, slots - 1 do redis.call('DEL', base .. ':stop:' .. slot) end
 redis.call('SREM', ARGV[3], ARGV[2])
 return 1

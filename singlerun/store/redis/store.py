@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -24,7 +23,7 @@ from singlerun.lease import Lease, Reclaimed, Renewal, StopRequest
 from singlerun.record import Record, encode, parse
 from singlerun.store.base import StoreBase, failing_as, slot_number
 from singlerun.store.protocol import KeyState
-from singlerun.store.redis import history, scripts
+from singlerun.store.redis import history, scripts, view
 from singlerun.store.redis.connect import MALFORMED, connect
 from singlerun.store.redis.url import RedisURL
 from singlerun.store.redis.url import parse as parse_url
@@ -197,6 +196,12 @@ class RedisStore(StoreBase):
             return Renewal(None, None)
         return Renewal(bool(reply[0]), StopRequest.parse(reply[1]) if reply[1] else None)
 
+    def adrift(self, lease: Lease) -> None:
+        held: _Held = lease.handle
+        args = (held.value.split(" ")[0], self._ttl_ms, held.record, lease.key.stem)
+        with contextlib.suppress(StoreError):
+            self._run("ADRIFT", self._base(lease.key), *args, f"{self.prefix}keys")
+
     def release(self, lease: Lease) -> None:
         held: _Held = lease.handle
         job_id = held.value.split(" ")[0]
@@ -207,7 +212,8 @@ class RedisStore(StoreBase):
     # -- inspection and control ----------------------------------------------------------------
 
     def _inspect(self, stem: str) -> tuple[list[Any], ...]:
-        """(held slots, their records, stale slots, their records, waiters' records)."""
+        """(held slots, their records, stale slots, their records, waiters' records, the
+        records of runs adrift)."""
         return tuple(self._run("INSPECT", f"{self.prefix}{{{stem}}}"))
 
     def _slots_held(self, key: JobKey) -> list[tuple[int, Record | None]]:
@@ -216,29 +222,11 @@ class RedisStore(StoreBase):
         return [(n, parse(d)) for s, d in pairs if (n := slot_number(s)) is not None]
 
     def inspect(self) -> list[KeyState]:
-        with self._errors("read"):
-            stems = sorted(_text(s) for s in self.client.smembers(f"{self.prefix}keys"))
-        states = []
         with self._errors("read"):  # a reply of another shape: one line, never a crash
-            replies = self._inspect_all(stems)
-            for stem, (_, held, _, stale, waiters) in zip(stems, replies, strict=True):
-                holders = [r for d in held if (r := parse(d))]
-                state = KeyState(stem, JobKey.from_stem(stem), holders=holders)
-                state.unrecorded = len(held) - len(holders)
-                state.stale = [parse(d) for d in stale]
-                state.waiters = [r for d in waiters if (r := parse(d))]
-                states.append(state.named())
-        return states
-
-    def _inspect_all(self, stems: list[str], batch: int = 1000) -> Iterator[list[Any]]:
-        """INSPECT of every stem, pipelined: a round trip per thousand keys, not per key."""
-        inspect = self._scripts["INSPECT"]
-        for start in range(0, len(stems), batch):
-            with self._errors("read"):
-                pipe = self.client.pipeline(transaction=False)
-                for stem in stems[start : start + batch]:
-                    inspect(keys=[], args=[f"{self.prefix}{{{stem}}}"], client=pipe)
-                yield from pipe.execute()
+            stems = sorted(_text(s) for s in self.client.smembers(f"{self.prefix}keys"))
+            bases = [f"{self.prefix}{{{stem}}}" for stem in stems]
+            found = view.replies(self.client, self._scripts["INSPECT"], bases)
+            return [view.state(stem, reply) for stem, reply in zip(stems, found, strict=True)]
 
     def _write_stop(self, key: JobKey, slot: int, request: StopRequest) -> None:
         self._run("STOP", self._base(key), slot, request.job_id, request.encode())
@@ -254,7 +242,7 @@ class RedisStore(StoreBase):
 
     def clean(self, state: KeyState, *, dry_run: bool) -> list[Record | None]:
         base = f"{self.prefix}{{{state.stem}}}"
-        _, _, stale, _, _ = self._inspect(state.stem)
+        stale = self._inspect(state.stem)[2]
         removed: list[Record | None] = []
         for slot in [n for s in stale if (n := slot_number(s)) is not None]:
             data = self._run("CLEAN", base, slot, int(dry_run), f"{self.prefix}keys", state.stem)
