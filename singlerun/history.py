@@ -64,6 +64,13 @@ class Run:
         return cls.of(record, None, None, "lost")
 
     @property
+    def guessed(self) -> bool:
+        """Written by the run that reclaimed this one's lock (`lost`), not by its own
+        singlerun. On a network store that singlerun may only have been frozen or cut off,
+        and its own row, if it comes, says what happened: it wins."""
+        return self.outcome == "lost" and self.ended_at is None
+
+    @property
     def argv(self) -> list[str]:
         import json
 

@@ -3,7 +3,10 @@ and cleaned; a missing client library; --lease-ttl's range; a fencing token per 
 What every store does alike is tests/contract."""
 
 import json
+import signal
 import time
+
+import psutil
 
 from tests.conftest import wait_for
 
@@ -24,6 +27,28 @@ def test_stale_lease_is_reported_reclaimed_and_cleaned(rr):
     assert r.stderr.endswith(") let its lease expire\n"), r.stderr  # not "is gone": unknown
     outcomes = [row["outcome"] for row in json.loads(rr.run("history", "--json", "-n", "z").stdout)]
     assert sorted(outcomes) == ["lost", "ok"]
+
+
+def test_a_frozen_runs_own_history_row_wins_over_its_reclaimers_guess(rr, server):
+    """Issue 19.6: a run whose lease expired while its singlerun was frozen is reclaimed by
+    the next run, which writes the guess `lost, end unknown`; the frozen singlerun then
+    comes back and knows how its run ended. Before, Redis kept both rows (one job shown
+    twice) and PostgreSQL only the guess."""
+    # The job freezes its own singlerun and ends at once: nobody renews or releases.
+    a = rr.start("-n", "g", "--lease-ttl", "1s", "--", "sh", "-c", "kill -STOP $PPID")
+    wait_for(lambda: psutil.Process(a.pid).status() == psutil.STATUS_STOPPED, what="frozen")
+    try:
+        if server.kind == "postgres":  # the frozen session would keep its lock for ever
+            server.drop_clients()
+        b = rr.run("-n", "g", "--wait", "--wait-timeout", "20s", "--", "true")
+        assert b.returncode == 0 and "reclaimed a stale lock: job " in b.stderr, b
+    finally:
+        a.send_signal(signal.SIGCONT)
+    code = a.wait(10)
+    rows = json.loads(rr.run("history", "--json", "-n", "g").stdout)
+    mine = [r for r in rows if r["pid"] == a.pid]
+    assert len(rows) == 2 and len(mine) == 1, rows
+    assert mine[0]["ended_at"] is not None and mine[0]["exit_status"] == code, (code, mine)
 
 
 def test_clean_removes_a_stale_record(rr):

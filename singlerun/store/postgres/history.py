@@ -20,8 +20,10 @@ def add(db: Session, runs: tuple[Run, ...], keep: int | None) -> None:
         for run in runs:
             rows = db.q(
                 "INSERT INTO {s}.runs (job_id, \"group\", name, started_at, line) "
-                "VALUES (%s, %s, %s, %s, %s) ON CONFLICT (job_id) DO NOTHING RETURNING id",
+                "VALUES (%s, %s, %s, %s, %s) ON CONFLICT (job_id) DO UPDATE SET line = "
+                "excluded.line WHERE %s RETURNING id",  # Run.guessed: its own row wins
                 run.job_id, run.group, run.name, run.started_at, journal_line(run),
+                not run.guessed,
             )  # fmt: skip
             if rows and rows[0][0] % _TRIM_EVERY == 0:
                 db.q("DELETE FROM {s}.runs WHERE id <= %s", rows[0][0] - (keep or KEEP))

@@ -35,6 +35,16 @@ def entries(read: Any, stream: str, batch: int = 500) -> Iterator[tuple[str, Run
             return
 
 
+def known(found: Iterator[tuple[str, Run]]) -> list[Run]:
+    """The runs of `found` (newest first) without repeats: one row per job ID, its own
+    singlerun's over a reclaimer's guess (Run.guessed), whichever came first."""
+    seen: dict[str, tuple[int, Run]] = {}
+    for n, (_, run) in enumerate(found):
+        if run.job_id not in seen or (seen[run.job_id][1].guessed and not run.guessed):
+            seen[run.job_id] = (n, run)
+    return [run for _, run in sorted(seen.values(), key=lambda pair: pair[0])]
+
+
 def forget(db: Any, read: Any, stream: str, key: JobKey) -> None:
     """`clean --idle`: the key's runs, removed by ID."""
     found = entries(read, stream)

@@ -271,15 +271,15 @@ class RedisStore(StoreBase):
 
     def runs(self, only: KeyFilter, limit: int | None) -> list[Run]:
         with self._errors("read the run history from"):
-            every = history.entries(self._scripts["HISTORY"], self._stream)
-            found = [r for _, r in every if only.matches(JobKey(r.group, r.name))]
+            every = history.known(history.entries(self._scripts["HISTORY"], self._stream))
+            found = [r for r in every if only.matches(JobKey(r.group, r.name))]
         found.sort(key=lambda r: (r.started_at, r.job_id), reverse=True)  # as the file store
         return found if limit is None else found[:limit]
 
     def last_runs(self) -> dict[tuple[str, str], Run]:
         last: dict[tuple[str, str], Run] = {}
         with self._errors("read the run history from"):
-            for _, run in history.entries(self._scripts["HISTORY"], self._stream):
+            for run in history.known(history.entries(self._scripts["HISTORY"], self._stream)):
                 last.setdefault((run.group, run.name), run)
         return last
 
