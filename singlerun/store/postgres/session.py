@@ -46,6 +46,7 @@ class Session:
         self.ttl = ttl
         self.reply_deadline = max(5.0, ttl / 3)  # seconds for a query's whole answer
         self._probe_sent: float | None = None  # a probe awaiting its answer, sent then
+        self._heard: set[str] = set()  # channels notified, not yet asked about (heard())
         # Keepalives (and an unacknowledged-send limit) well inside the TTL, both ways: we
         # notice a dead server, and the server drops a dead client's session and its locks.
         beat = max(1, int(ttl / 3))
@@ -176,7 +177,32 @@ class Session:
                 self.q(schema.MIGRATIONS[step])
                 self.q("UPDATE {s}.version SET version = %s", step)
 
-    # -- a query answered later ----------------------------------------------------------------
+    # -- what the server sends unasked, and a query answered later ----------------------------
+
+    def listen(self, channel: str) -> None:
+        """LISTEN to `channel`, for heard(): also while other queries run."""
+        self.q(f'LISTEN "{channel}"')
+        self.conn.add_notify_handler(lambda n: self._heard.add(n.channel))
+
+    def heard(self, channel: str) -> bool:
+        """Whether `channel` was notified since the last ask, from what the server has
+        already sent: no round trip. Raises OperationalError if the session ended (the
+        server closed it, or the connection broke)."""
+        pg, pq = self.conn.pgconn, self.psycopg.pq
+        if pg.status != pq.ConnStatus.OK:
+            raise self.psycopg.OperationalError("the connection is closed")
+        if select.select([pg.socket], [], [], 0)[0]:
+            pg.consume_input()  # raises at the end of the stream
+        while (n := pg.notifies()) is not None:
+            self._heard.add(n.relname.decode(errors="replace"))
+        found = channel in self._heard
+        self._heard.discard(channel)
+        return found
+
+    @property
+    def probing(self) -> bool:
+        """A probe is out, not yet answered."""
+        return self._probe_sent is not None
 
     def probe(self, text: str, args: list[str]) -> tuple[Any, float] | None:
         """Send `text` (once; $N parameters) unless a probe is already out, and return its
