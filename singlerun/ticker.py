@@ -47,8 +47,9 @@ class LeaseTicker:
         assert lease.ttl is not None
         self.store, self.lease, self.job_id, self.ttl = store, lease, job_id, lease.ttl
         self.sig, self.kill_after, self.keep_running = sig, kill_after, keep_running
-        # Renewals every third of the TTL, and at least every second so that a stop asked
-        # for from another host is acted on promptly.
+        # A tick every third of the TTL, and at least every second so that a stop asked for
+        # from another host is acted on promptly (a store may renew less often than it
+        # ticks: PostgreSQL hears of stops without asking, store/postgres/stops.py).
         self.interval = min(self.ttl / 3, 1.0)
         self.deadline = lease.granted + self.ttl - margin(self.ttl)
         self.watchdog: Watchdog | None = None
