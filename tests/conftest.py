@@ -138,6 +138,21 @@ def stop(proc: subprocess.Popen, sig: int = signal.SIGTERM, timeout: float = 10)
     return proc.wait(timeout)
 
 
+def pytest_sessionfinish(session):
+    """Under pytest-xdist, a worker hands its torture and chaos figures to the controller."""
+    from tests.torture.report import FIGURES
+
+    if hasattr(session.config, "workeroutput"):
+        session.config.workeroutput["figures"] = dict(FIGURES)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node, error):  # the controller's side of the above (xdist only)
+    from tests.torture.report import FIGURES
+
+    FIGURES.update(getattr(node, "workeroutput", {}).get("figures", {}))
+
+
 def pytest_terminal_summary(terminalreporter):  # the torture and chaos figures, if any ran
     from tests.torture.report import FIGURES, table
 

@@ -45,16 +45,20 @@ class Proxy:
         peers = {a: b, b: a}
         try:
             while not self.closed and self.mode != "cut":
+                if self.mode == "blackhole":
+                    # Nothing read, nothing passed on, no error on either side: the
+                    # kernels buffer it (a partition's TCP retransmits), and it goes on
+                    # after heal() in order, as it would after a real one.
+                    time.sleep(0.01)
+                    continue
                 ready, _, _ = select.select([a, b], [], [], 0.05)
                 for s in ready:
                     data = s.recv(65536)
                     if not data:
                         return
-                    if self.mode == "pass":
-                        if s is b and self.delay:
-                            time.sleep(self.delay)
-                        peers[s].sendall(data)
-                    # blackhole: read and drop, so neither side sees an error
+                    if s is b and self.delay:
+                        time.sleep(self.delay)
+                    peers[s].sendall(data)
         except OSError:
             pass
         finally:
