@@ -94,32 +94,35 @@ def history_row(run: Run) -> dict[str, Any]:
     }
 
 
+def _started(record: Record) -> float:
+    return record.started_at
+
+
 def entry(key: JobKey, state: KeyState | None, last: Run | None, now: float) -> dict[str, Any]:
     """One key's status with the field names of docs/CONTRACT.md §5 (plus `holders`)."""
-    # The runs adrift (--on-lease-lost continue) come after those that hold a slot; a
-    # slot's record may still name one (its lease was taken by a run yet to write its own).
-    adrift = sorted(state.adrift, key=lambda r: r.started_at) if state else []
-    gone = {r.job_id for r in adrift}
-    holders = (
-        sorted((r for r in state.holders if r.job_id not in gone), key=lambda r: r.started_at)
-        if state
-        else []
-    )
-    runs = [(r, False) for r in holders] + [(r, True) for r in adrift]
+    # Runs that hold a slot, then runs adrift (--on-lease-lost continue); a slot's record
+    # may still name a run adrift (its lease was taken by a run yet to write its own).
+    runs: list[tuple[Record, bool]] = []
+    if state:
+        gone = {r.job_id for r in state.adrift}
+        held = [r for r in state.holders if r.job_id not in gone]
+        runs = [(r, False) for r in sorted(held, key=_started)]
+        runs += [(r, True) for r in sorted(state.adrift, key=_started)]
+    shown, lost = runs[0] if runs else (None, False)
     if state and (runs or state.unrecorded):
-        name, (shown, lost) = "running", runs[0] if runs else (None, False)
+        name = "running"
     elif state and state.waiters:
-        name, shown, lost = "waiting", None, False
+        name, shown = "waiting", None
     elif state and state.stale:
-        name, shown, lost = "stale", next((r for r in state.stale if r), None), False
+        name, shown = "stale", next((r for r in state.stale if r), None)
     else:
-        name, shown, lost = "idle", None, False
+        name, shown = "idle", None
     return {
         "group": key.group,
         "name": key.name,
         "state": name,
-        **_run_fields(shown, now, shown is not None and lost),
-        "holders": [_run_fields(r, now, lost) for r, lost in runs],
+        **_run_fields(shown, now, lost and name == "running"),
+        "holders": [_run_fields(r, now, adrift) for r, adrift in runs],
         "waiters": [
             {
                 "pid": w.pid,
