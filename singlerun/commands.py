@@ -98,7 +98,8 @@ Examples:
   singlerun stop -g backups -n nightly
   singlerun stop -n stuck --signal INT --kill-after 30s --timeout 1m
 \b
-Exit status: 0 stopped, 3 nothing was running, 1 still running at --timeout,
+Exit status: 0 stopped, 3 nothing was running, 1 still running at --timeout or
+not acted on (an unverifiable record; a run that lost its lease and runs on),
 4 not permitted (the job belongs to another user).
 """
 
