@@ -237,7 +237,7 @@ def _check_history(env, launches, jobs, seed):
     Returns (rows checked, launches that ended 0 or 125 after their job ran and left no
     row, rows that are a reclaimer's guess, what is at odds)."""
     r = subprocess.run(
-        [*SINGLERUN, "history", "--json", "-n", "chaos"],
+        [*SINGLERUN, "history", "--json", "-n", "chaos", "--limit", "10000000"],
         env=env, capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert r.returncode == 0, r.stderr

@@ -39,8 +39,8 @@ def test_a_holder_that_could_not_re_take_its_lease_is_waited_for(rr, redis_serve
     """A frozen holder cannot re-take its lease; once another holder has re-taken one, the
     server's data is known lost, and grants wait one lease TTL: by then the frozen
     holder's watchdog has killed its job."""
-    live = rr.start("-n", "live", "--lease-ttl", "4s", "--", "sleep", "30")
-    frozen = rr.start("-n", "k", "--lease-ttl", "4s", "--", "sh", "-c", "echo $$; exec sleep 60")
+    live = rr.start("-n", "live", "--lease-ttl", "8s", "--", "sleep", "30")
+    frozen = rr.start("-n", "k", "--lease-ttl", "8s", "--", "sh", "-c", "echo $$; exec sleep 60")
     old_job = int(frozen.stdout.readline())
     wait_for(lambda: rr.run("status", "-n", "live").returncode == 0, what="live holds")
     # The newcomer's job notes whether the frozen holder's job was still alive.
@@ -49,12 +49,12 @@ def test_a_holder_that_could_not_re_take_its_lease_is_waited_for(rr, redis_serve
     try:
         redis_server.restart()
         wait_for(lambda: redis_server.client().exists(rr_lease(rr, "live")), what="re-taken")
-        late = rr.run("-n", "k", "--lease-ttl", "4s", "--", *check)
+        late = rr.run("-n", "k", "--lease-ttl", "8s", "--", *check)
         assert late.returncode == 75
         assert "default/k is held back: redis://" in late.stderr, late.stderr
         assert "lost its data and a holder from before re-took its lease" in late.stderr
         assert late.stderr.count("\n") == 1
-        waiter = rr.start("-n", "k", "--lease-ttl", "4s", "--wait", "--", *check)
+        waiter = rr.start("-n", "k", "--lease-ttl", "8s", "--wait", "--", *check)
         assert waiter.wait(15) == 0, waiter.stderr.read()  # ran once the TTL was over
         assert (tmp_path / "seen").read_text() == "dead"  # the watchdog killed it first
     finally:
