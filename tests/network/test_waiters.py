@@ -24,8 +24,9 @@ def test_waiters_survive_dropped_connections_and_keep_their_order(rr, server, tm
     PostgreSQL: the holder's lock dies with its session, so it stops its job; its lease
     keeps the slot until the lease's end, and the waiters then run in their order."""
     out = tmp_path / "order"
-    # PostgreSQL: long enough a lease that both waiters are seen back before it ends.
-    holder, _ = rr.start_holder("-n", "q", "--lease-ttl", "3s" if server.kind == "redis" else "8s")
+    # PostgreSQL: long enough a lease that both waiters are seen back before it ends (it
+    # was last renewed up to a third of the TTL before the drop: 10 s is left at least).
+    holder, _ = rr.start_holder("-n", "q", "--lease-ttl", "3s" if server.kind == "redis" else "15s")
     first = _waiter(rr, "first", out, "--wait-timeout", "60s")
     wait_for(lambda: _queued(rr, 1), what="first queued")
     second = _waiter(rr, "second", out)
