@@ -35,6 +35,8 @@ class FakeRedis:
                 conn, _ = self.sock.accept()
             except TimeoutError:
                 continue
+            except OSError:  # closed meanwhile (close() does not wait for this thread)
+                return
             threading.Thread(target=self._answer, args=(conn,), daemon=True).start()
 
     def _answer(self, conn: socket.socket) -> None:
