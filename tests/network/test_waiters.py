@@ -25,21 +25,21 @@ def test_waiters_survive_dropped_connections_and_keep_their_order(rr, server, tm
     keeps the slot until the lease's end, and the waiters then run in their order."""
     out = tmp_path / "order"
     # PostgreSQL: long enough a lease that both waiters are seen back before it ends (it
-    # was last renewed up to a third of the TTL before the drop: 10 s is left at least).
-    holder, _ = rr.start_holder("-n", "q", "--lease-ttl", "3s" if server.kind == "redis" else "15s")
+    # was last renewed up to a third of the TTL before the drop: 20 s is left at least).
+    holder, _ = rr.start_holder("-n", "q", "--lease-ttl", "3s" if server.kind == "redis" else "30s")
     first = _waiter(rr, "first", out, "--wait-timeout", "60s")
     wait_for(lambda: _queued(rr, 1), what="first queued")
     second = _waiter(rr, "second", out)
     wait_for(lambda: _queued(rr, 2), what="second queued")
     for _ in range(3 if server.kind == "redis" else 1):  # PostgreSQL: the queue moves on
         server.drop_clients()
-        wait_for(lambda: _queued(rr, 2), what="both back in the queue")
+        wait_for(lambda: _queued(rr, 2), timeout=20, what="both back in the queue")
         assert first.poll() is None and second.poll() is None
     if server.kind == "redis":
         assert stop(holder) == 0, holder.stderr.read()
     else:
         assert holder.wait(10) == 125
-    assert first.wait(30) == 0, first.stderr.read()
+    assert first.wait(45) == 0, first.stderr.read()
     assert second.wait(30) == 0, second.stderr.read()
     assert out.read_text() == "first\nsecond\n"
     assert second.stderr.read() == ""
