@@ -47,6 +47,33 @@ def test_waiters_survive_dropped_connections_and_keep_their_order(rr, server, tm
         assert first.stderr.read() == ""
 
 
+def test_a_waiter_sleeping_out_a_dead_holders_lease_is_back_at_once_after_a_drop(
+    rr, postgres_server, tmp_path
+):
+    """PostgreSQL: the head waiter holds the slot while it sleeps out the lease of a holder
+    that died. It slept on with its session gone (found under two test processes: the
+    drop above, a moment after the holder's), so the waiter behind took the slot and ran
+    first; now it notices the drop at once, comes back and keeps its turn."""
+    out = tmp_path / "order"
+    holder, _ = rr.start_holder("-n", "q", "--lease-ttl", "12s")
+    holder.kill()  # its session and lock die with it; its lease row is in force 12 s more
+    holder.wait()
+    first = _waiter(rr, "first", out)
+
+    def sleeping_on_the_slot():  # the dead holder's lock gone; the ticket and the slot's
+        held = "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted"
+        return postgres_server.sql(held)[0][0] == 2
+
+    wait_for(sleeping_on_the_slot, what="the first waiter holding the slot")
+    assert postgres_server.drop_clients() == 1
+    second = _waiter(rr, "second", out)
+    # Before: the first slept on for the rest of the lease (over 5 s from here).
+    wait_for(lambda: _queued(rr, 2), timeout=5, what="the first back beside the second")
+    assert first.wait(30) == 0, first.stderr.read()
+    assert second.wait(30) == 0, second.stderr.read()
+    assert out.read_text() == "first\nsecond\n"
+
+
 def test_waiters_survive_a_restart_and_keep_their_order(rr, server, tmp_path):
     """Redis loses every key (the holder re-takes its lease, the waiters their places);
     PostgreSQL crashes and comes back with its data (every session gone)."""

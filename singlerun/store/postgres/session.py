@@ -199,6 +199,21 @@ class Session:
         self._heard.discard(channel)
         return found
 
+    def sleep(self, seconds: float) -> None:
+        """Sleep `seconds` unless the session ends first (then OperationalError at once):
+        a lock taken on it is ours only while it lives, so a waiter that sleeps out a lease
+        holding its slot must come back (reconnect, keep its place) the moment it drops,
+        not after the lease (the waiter behind would pass it meanwhile)."""
+        pg, pq = self.conn.pgconn, self.psycopg.pq
+        end = time.monotonic() + seconds
+        while (left := end - time.monotonic()) > 0:
+            if pg.status != pq.ConnStatus.OK:
+                raise self.psycopg.OperationalError("the connection is closed")
+            if select.select([pg.socket], [], [], left)[0]:
+                pg.consume_input()  # raises at the end of the stream
+                while (n := pg.notifies()) is not None:
+                    self._heard.add(n.relname.decode(errors="replace"))
+
     @property
     def probing(self) -> bool:
         """A probe is out, not yet answered."""

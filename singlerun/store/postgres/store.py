@@ -80,10 +80,10 @@ class PostgresStore(StoreBase):
                 return None
             ends = time.monotonic() + float(left[0][1])
             if deadline is not None and ends > deadline:
-                time.sleep(max(0.0, deadline - time.monotonic()))
+                self.db.sleep(deadline - time.monotonic())
                 self._q("SELECT pg_advisory_unlock(%s)", lock)
                 raise self.db.psycopg.errors.LockNotAvailable("--wait-timeout")
-            time.sleep(float(left[0][1]))  # interruptible: a signal ends the session
+            self.db.sleep(float(left[0][1]))  # interruptible: a signal ends the session
         (fence,) = self._q("SELECT nextval('{s}.fence')")[0]
         asked = time.monotonic()  # before the row's lease starts on the server's clock
         self._q(
