@@ -100,7 +100,8 @@ class RunSession:
         if not cfg.quiet and (exposed := self.store.exposure()):
             say(f"warning: {cfg.key}: {exposed}", WARNING)
         self.me = replace(self.me, started_at=time.time(), token=lease.token, ttl=lease.ttl)
-        self.store.publish(lease, self.me)
+        if lease.ttl is None:  # a network lease's is published with the job's PID, before the
+            self.store.publish(lease, self.me)  # job may run (guard): a request less, issue 21
         if lease.ttl is not None:
             from singlerun.lease import margin
 

@@ -89,6 +89,7 @@ class StoreBase:
     location: str  # where the locks live, for messages (never with a password)
     reaches_other_hosts: bool = True  # see protocol.Store
     fencing: bool = True  # grants carry a fencing token the job is told of
+    queue_first: bool = False  # a waiter goes to `_queue` at once (it takes a free slot too)
 
     def exposure(self) -> str:
         """Why a run's lock traffic can be read or forged on the way, if it can (a warning
@@ -123,12 +124,13 @@ class StoreBase:
     def acquire(
         self, key: JobKey, me: Record, *, slots: int, wait: bool, deadline: float | None
     ) -> Lease:
+        lease = None
         try:
-            lease = self._try(key, me, slots)
+            if not (wait and self.queue_first):
+                lease = self._try(key, me, slots)
         except HeldBack:
             if not wait:
                 raise
-            lease = None
         if lease is not None:
             return lease
         if not wait:

@@ -25,15 +25,15 @@ def test_waiters_survive_dropped_connections_and_keep_their_order(rr, server, tm
     keeps the slot until the lease's end, and the waiters then run in their order."""
     out = tmp_path / "order"
     # PostgreSQL: long enough a lease that both waiters are seen back before it ends (it
-    # was last renewed up to a third of the TTL before the drop: 20 s is left at least).
-    holder, _ = rr.start_holder("-n", "q", "--lease-ttl", "3s" if server.kind == "redis" else "30s")
+    # was last renewed up to a third of the TTL before the drop: 10 s is left at least).
+    holder, _ = rr.start_holder("-n", "q", "--lease-ttl", "3s" if server.kind == "redis" else "15s")
     first = _waiter(rr, "first", out, "--wait-timeout", "60s")
     wait_for(lambda: _queued(rr, 1), what="first queued")
     second = _waiter(rr, "second", out)
     wait_for(lambda: _queued(rr, 2), what="second queued")
     for _ in range(3 if server.kind == "redis" else 1):  # PostgreSQL: the queue moves on
         server.drop_clients()
-        wait_for(lambda: _queued(rr, 2), timeout=20, what="both back in the queue")
+        wait_for(lambda: _queued(rr, 2), timeout=10, what="both back in the queue")
         assert first.poll() is None and second.poll() is None
     if server.kind == "redis":
         assert stop(holder) == 0, holder.stderr.read()
@@ -150,3 +150,70 @@ def _queued_named(rr, name):
 
     r = rr.run("status", "--json", "-n", name)
     return len(json.loads(r.stdout)[0]["waiters"]) if r.stdout else 0
+
+
+class _Monitor:
+    """Every request the server gets from now on (MONITOR), counted per waiter."""
+
+    def __init__(self, port: int) -> None:
+        import socket
+        import threading
+
+        self.sock = socket.create_connection(("127.0.0.1", port))
+        self.sock.sendall(b"MONITOR\r\n")
+        self.lines: list[bytes] = []
+        self.thread = threading.Thread(target=self._read, daemon=True)
+        self.thread.start()
+
+    def _read(self) -> None:
+        buffered = b""
+        while data := self.sock.recv(65536):
+            buffered += data
+            *lines, buffered = buffered.split(b"\r\n")
+            self.lines += lines
+
+    def per_waiter(self) -> dict[str, list[str]]:
+        """Job ID -> the requests of that waiter's every connection (a connection is the
+        job's whose requests name it: ACQUIRE, PUBLISH, ...; a waiter is a job that waited
+        on its wake-up key), SCRIPT LOAD left out (once per server)."""
+        import re
+        import socket
+
+        self.sock.shutdown(socket.SHUT_RDWR)
+        self.thread.join(10)
+        self.sock.close()
+        conns: dict[str, list[str]] = {}
+        owner: dict[str, str] = {}
+        waiters = set()
+        for line in self.lines:  # +TIME [DB ADDR] "CMD" ...; [DB lua] is inside a script
+            if not (m := re.match(rb'\+[\d.]+ \[\d+ ([\d.]+:\d+)\] "([^"]*)"', line)):
+                continue
+            conn, cmd = m[1].decode(), m[2].decode().upper()
+            conns.setdefault(conn, []).append(cmd)
+            if job := re.search(rb'"(?:[^"]*[:{ ])?([0-9A-HJKMNP-TV-Z]{26})[ "]', line):
+                owner.setdefault(conn, job[1].decode())
+            if waiter := re.search(rb":wake:([0-9A-Z]{26})", line):
+                waiters.add(waiter[1].decode())
+        got: dict[str, list[str]] = {job: [] for job in waiters}
+        for conn, cmds in conns.items():
+            if owner.get(conn) in got:
+                got[owner[conn]] += [c for c in cmds if c != "SCRIPT"]
+        return got
+
+
+def test_a_contended_run_costs_ten_requests_or_fewer_whatever_the_queue(rr, redis_server):
+    """Issue 21: a waiter's whole run, from its connection to its history row, asks the
+    server at most 10 times, with 3 or 20 waiting (before: about 20, on three connections:
+    a subscription, ENQUEUE and ACQUIRE each wake-up, a HELLO per connection)."""
+    for n in (3, 20):
+        name = f"c{n}"
+        holder, _ = rr.start_holder("-n", name, "--lease-ttl", "60s")
+        monitor = _Monitor(redis_server.port)
+        waiters = [rr.start("-q", "-n", name, "--wait", "--", "true") for _ in range(n)]
+        wait_for(lambda name=name, n=n: _queued_named(rr, name) == n, timeout=30)
+        assert stop(holder) == 0
+        for w in waiters:
+            assert w.wait(60) == 0, w.stderr.read()
+        runs = monitor.per_waiter()
+        assert len(runs) == n, runs
+        assert max(len(r) for r in runs.values()) <= 10, runs

@@ -12,7 +12,8 @@ A key's data lives under BASE = PREFIX + "{" + STEM + "}" (one hash slot per key
   BASE:waiters    hash job ID -> the waiter's record
   BASE:ticket:ID  a waiter's own lease, renewed while it waits
   BASE:retaken:N  the epoch in which slot N's holder re-took its lease (see _EPOCH)
-  BASE:wake:ID    pub/sub channel of waiter ID: it heads the queue and a slot may be free
+  BASE:wake:ID    a list that waiter ID blocks on (BLPOP): it heads the queue and a slot may
+                  be free; kept while its ticket lives, so no wake-up is lost
   BASE:adrift     hash job ID -> the record of a run that lost its lease and runs on
                   (--on-lease-lost continue), shown while BASE:adrift:ID lives (see ADRIFT)
 PREFIX + "keys" is the set of stems, for `status`; PREFIX + "epoch" is the data's epoch
@@ -22,7 +23,7 @@ PREFIX + "keys" is the set of stems, for `status`; PREFIX + "epoch" is the data'
 from __future__ import annotations
 
 NAMES = (
-    *("ACQUIRE", "REGRANT", "PUBLISH", "RENEW", "RELEASE", "ENQUEUE", "LEAVE", "INSPECT"),
+    *("ACQUIRE", "REGRANT", "PUBLISH", "RENEW", "RELEASE", "LEAVE", "INSPECT"),
     *("STOP", "CLEAN", "PRUNE", "FORGET", "HISTORY", "ADRIFT"),
 )
 
@@ -55,8 +56,12 @@ end
 _WAKE = """
 local function wake(base, why)
   for _, id in ipairs(redis.call('ZRANGE', base .. ':queue', 0, -1)) do
-    if redis.call('EXISTS', base .. ':ticket:' .. id) == 1 then
-      redis.call('PUBLISH', base .. ':wake:' .. id, why)
+    local ttl = redis.call('PTTL', base .. ':ticket:' .. id)
+    if ttl ~= -2 then
+      local list = base .. ':wake:' .. id
+      redis.call('DEL', list)
+      redis.call('RPUSH', list, why)
+      redis.call('PEXPIRE', list, math.max(ttl, 1000))
       return
     end
   end
@@ -111,7 +116,12 @@ end
 """
 
 # ARGV: base, slots, job_id, ttl_ms, waiting (0/1), record, stem, keys-set, epoch key,
-# grace_ms. Returns as below, or {-3, ms to wait, 1 if a holder re-asserted a lease}.
+# grace_ms, place. Returns as above, or {-3, ms to wait, 1 if a holder re-asserted a lease}.
+# A waiter's ask is also its place in the queue (one request a wake-up, issue 21): it joins
+# the queue at `place` ('' the first time: a new place), or keeps the place it has, which
+# it also gets back after its ticket expired (paused, cut off) or the server lost its data
+# (later arrivals still queue behind it); its ticket is renewed, a wake-up sent before this
+# look is spent, and a refusal ends with the place (as text).
 ACQUIRE = (
     _NEXT_FENCE
     + _EPOCH
@@ -121,10 +131,34 @@ ACQUIRE = (
 local base, slots, me, ttl = ARGV[1], tonumber(ARGV[2]), ARGV[3], tonumber(ARGV[4])
 local waiting = ARGV[5] == '1'
 redis.call('SADD', ARGV[8], ARGV[7])
+local place = ''
+local function refuse(reply)
+  if waiting then table.insert(reply, place) end
+  return reply
+end
+if waiting then
+  local score = redis.call('ZSCORE', base .. ':queue', me)
+  if not score then
+    if ARGV[11] == '' then
+      score = redis.call('INCR', base .. ':qseq')
+    else
+      score = tonumber(ARGV[11])
+      if tonumber(redis.call('GET', base .. ':qseq') or '0') < score then
+        redis.call('SET', base .. ':qseq', score)
+      end
+    end
+    redis.call('PEXPIRE', base .. ':qseq', 2592000000)
+    redis.call('ZADD', base .. ':queue', score, me)
+  end
+  place = tostring(score)
+  redis.call('HSET', base .. ':waiters', me, ARGV[6])
+  redis.call('SET', base .. ':ticket:' .. me, '1', 'PX', ttl)
+  redis.call('DEL', base .. ':wake:' .. me)
+end
 while true do
   local head = redis.call('ZRANGE', base .. ':queue', 0, 0)[1]
   if not head or head == me then break end
-  if redis.call('EXISTS', base .. ':ticket:' .. head) == 1 then return {-1} end
+  if redis.call('EXISTS', base .. ':ticket:' .. head) == 1 then return refuse({-1}) end
   redis.call('ZREM', base .. ':queue', head)
   redis.call('HDEL', base .. ':waiters', head)
 end
@@ -137,7 +171,7 @@ for slot = 0, slots - 1 do
     if lost > 0 then wait = math.max(wait, since + math.max(ttl, lost) - now) end
     -- A slot whose holder re-took it in this epoch (and let go since) is known to be free.
     local known = redis.call('GET', base .. ':retaken:' .. slot) == tostring(since)
-    if wait > 0 and not known then return {-3, wait, lost > 0 and 1 or 0} end
+    if wait > 0 and not known then return refuse({-3, wait, lost > 0 and 1 or 0}) end
     local fence = next_fence(base)
     redis.call('SET', lease, me .. ' ' .. fence, 'PX', ttl)
     local left = sized(redis.call('HGET', base .. ':recs', slot))
@@ -147,12 +181,18 @@ for slot = 0, slots - 1 do
       redis.call('ZREM', base .. ':queue', me)
       redis.call('HDEL', base .. ':waiters', me)
       redis.call('DEL', base .. ':ticket:' .. me)
-      wake(base, 'moved')
+      -- The next waiter heads the queue now: woken only if a slot is left for it.
+      for other = slot + 1, slots - 1 do
+        if redis.call('EXISTS', base .. ':lease:' .. other) == 0 then
+          wake(base, 'moved')
+          break
+        end
+      end
     end
     return {slot, fence, left or false}
   end
 end
-return {-2}
+return refuse({-2})
 """
 )
 
@@ -225,31 +265,6 @@ return 0
 """
 )
 
-# ARGV: base, job_id, ttl_ms, record, stem, keys-set, place ('' the first time). Joins the
-# queue, or keeps our place: a waiter whose ticket expired while it was paused or cut
-# off, or whose entry went with the server's data, comes back with its old place (and
-# later arrivals still queue behind it). Returns our place.
-ENQUEUE = """
-local base, me, place = ARGV[1], ARGV[2], ARGV[7]
-redis.call('SADD', ARGV[6], ARGV[5])
-local score = redis.call('ZSCORE', base .. ':queue', me)
-if not score then
-  if place == '' then
-    score = redis.call('INCR', base .. ':qseq')
-  else
-    score = tonumber(place)
-    if tonumber(redis.call('GET', base .. ':qseq') or '0') < score then
-      redis.call('SET', base .. ':qseq', score)
-    end
-  end
-  redis.call('PEXPIRE', base .. ':qseq', 2592000000)
-  redis.call('ZADD', base .. ':queue', score, me)
-end
-redis.call('HSET', base .. ':waiters', me, ARGV[4])
-redis.call('SET', base .. ':ticket:' .. me, '1', 'PX', ARGV[3])
-return tostring(score)
-"""
-
 # ARGV: base, job_id, keys-set, stem. Leaves the queue and wakes the others.
 LEAVE = (
     _UNLIST
@@ -257,7 +272,7 @@ LEAVE = (
     + """
 redis.call('ZREM', ARGV[1] .. ':queue', ARGV[2])
 redis.call('HDEL', ARGV[1] .. ':waiters', ARGV[2])
-redis.call('DEL', ARGV[1] .. ':ticket:' .. ARGV[2])
+redis.call('DEL', ARGV[1] .. ':ticket:' .. ARGV[2], ARGV[1] .. ':wake:' .. ARGV[2])
 wake(ARGV[1], 'left')
 unlist(ARGV[1], ARGV[3], ARGV[4])
 return 1

@@ -2,11 +2,11 @@
 
 A held slot is a lease with a TTL that the holder's singlerun renews (ticker.py);
 each grant carries a fencing token; release is compare-and-delete. Waiters queue FIFO
-across hosts, each with a ticket lease of its own, and sleep on a pub/sub notification
-(subscribed before they look, and never longer than a third of the TTL, so a lost
-notification costs at most that). History is a capped stream. Every multi-step change is
-one Lua script (scripts.py). redis-py is imported here only, so the file store never pays
-for it.
+across hosts, each with a ticket lease of its own, and block on a wake-up list of their
+own (BLPOP: what a release pushes stays until it is read), never longer than a third of
+the TTL, so that a waiter ahead that died silently costs at most that. History is a
+capped stream. Every multi-step change is one Lua script (scripts.py). redis-py is
+imported here only, so the file store never pays for it.
 """
 
 from __future__ import annotations
@@ -24,12 +24,17 @@ from singlerun.record import Record, encode, parse
 from singlerun.store.base import StoreBase, failing_as, slot_number
 from singlerun.store.protocol import KeyState
 from singlerun.store.redis import history, scripts, view
-from singlerun.store.redis.connect import MALFORMED, connect
+from singlerun.store.redis.connect import MALFORMED, connect, sleep
 from singlerun.store.redis.url import RedisURL
 from singlerun.store.redis.url import parse as parse_url
 
 if TYPE_CHECKING:
     from singlerun.history import Run
+
+
+@dataclass
+class _Spot:
+    place: str = ""  # a waiter's place in the queue, kept across a reconnect ('' none yet)
 
 
 @dataclass
@@ -47,6 +52,7 @@ def _text(value: Any) -> str:
 
 class RedisStore(StoreBase):
     kind = "redis"
+    queue_first = True  # a waiter's first ask is also its queueing (scripts.ACQUIRE)
 
     @classmethod
     def open(cls, url: str, ttl: float) -> RedisStore:
@@ -79,18 +85,25 @@ class RedisStore(StoreBase):
 
     # -- acquiring ---------------------------------------------------------------------------
 
-    def _grant(self, key: JobKey, me: Record, slots: int, waiting: bool) -> Lease | None:
-        """A lease, or None if every slot is held (or someone waits ahead). Raises HeldBack
-        while the server's data is too new to trust (scripts._EPOCH)."""
+    def _grant(
+        self, key: JobKey, me: Record, slots: int, spot: _Spot | None = None
+    ) -> Lease | None:
+        """A lease, or None if every slot is held (or someone waits ahead). A waiter passes
+        its `spot`: the ask also keeps its place in the queue (scripts.ACQUIRE), which the
+        reply updates. Raises HeldBack while the server's data is too new to trust."""
         base = self._base(key)
         asked = time.monotonic()  # the lease's clock starts no later than the server's
         record = encode(me)
-        args = (base, slots, me.job_id, self._ttl_ms, int(waiting), record, key.stem)
+        args = (base, slots, me.job_id, self._ttl_ms, int(spot is not None), record, key.stem)
         epoch = (f"{self.prefix}keys", f"{self.prefix}epoch", int(GRACE * 1000))
-        reply = self._run("ACQUIRE", *args, *epoch)
+        reply = self._run("ACQUIRE", *args, *epoch, "" if spot is None else spot.place)
         with self._errors("use"):  # a reply of another shape: one line, never a crash
             if not isinstance(reply, list):
                 raise TypeError(f"{type(reply).__name__} for a list")
+            if int(reply[0]) < 0 and spot is not None:
+                if not (place := _text(reply[-1])).isdecimal() or not place.isascii():
+                    raise ValueError(f"a place of {place[:20]!r}")
+                spot.place = place
             if int(reply[0]) == -3:
                 raise HeldBack(key, self._held_back(int(reply[1]) / 1000, bool(reply[2])))
             if int(reply[0]) < 0:
@@ -110,7 +123,7 @@ class RedisStore(StoreBase):
         # brand-new server looks the same and must just work.
         while True:
             try:
-                return self._grant(key, me, slots, waiting=False)
+                return self._grant(key, me, slots)
             except HeldBack as held:
                 if held.why.lost or held.why.wait > GRACE:
                     raise
@@ -119,51 +132,39 @@ class RedisStore(StoreBase):
     def _queue(self, key: JobKey, me: Record, slots: int, deadline: float | None) -> Lease:
         from singlerun.store.outage import Outage
 
-        base = self._base(key)
         outage = Outage(self.location, key, deadline)
-        lease, pubsub, place = None, None, ""
-        enqueue = (base, me.job_id, self._ttl_ms, encode(me), key.stem, f"{self.prefix}keys")
+        lease, spot = None, _Spot()
         try:
             while lease is None:
                 try:
                     with self._errors("wait on"):
-                        if pubsub is None:  # (again) subscribed before looking: no wake-up lost
-                            pubsub = self.client.pubsub(ignore_subscribe_messages=True)
-                            pubsub.subscribe(f"{base}:wake:{me.job_id}")
-                        # Joins the queue, or keeps our place in it (also after the server
-                        # lost its data: the place we had), and renews our ticket.
-                        place = _text(self._scripts["ENQUEUE"](keys=[], args=[*enqueue, place]))
-                        lease = self._wait_once(key, me, slots, deadline, pubsub)
+                        lease = self._wait_once(key, me, slots, deadline, spot)
                     outage.over()
                 except Dropped as exc:  # a dropped connection, a restart: try again
-                    with contextlib.suppress(Exception):
-                        pubsub.close()  # type: ignore[union-attr]
-                    pubsub = None
                     outage.wait_out(exc.message.split(": ", 1)[-1])
             return lease
         finally:
             if lease is None:
                 with contextlib.suppress(StoreError):
-                    self._run("LEAVE", base, me.job_id, f"{self.prefix}keys", key.stem)
-            with contextlib.suppress(Exception):
-                pubsub.close()  # type: ignore[union-attr]
+                    unlist = (f"{self.prefix}keys", key.stem)
+                    self._run("LEAVE", self._base(key), me.job_id, *unlist)
 
     def _wait_once(
-        self, key: JobKey, me: Record, slots: int, deadline: float | None, pubsub: Any
+        self, key: JobKey, me: Record, slots: int, deadline: float | None, spot: _Spot
     ) -> Lease | None:
         """One try for a slot, and if none, one sleep until a wake-up: a third of the TTL
-        at most (our ticket is renewed, and a missed message, or a waiter ahead that died
-        silently, costs no more than that)."""
+        at most (our ticket is renewed, and a waiter ahead that died silently costs no more
+        than that)."""
         pause = self.ttl / 3
         try:
-            if (lease := self._grant(key, me, slots, waiting=True)) is not None:
+            if (lease := self._grant(key, me, slots, spot)) is not None:
                 return lease
         except HeldBack as held:
             pause = min(pause, held.why.wait)
         remaining = None if deadline is None else deadline - time.monotonic()
         if remaining is not None and remaining <= 0:
             raise WaitTimeout(key, [])
-        pubsub.get_message(timeout=pause if remaining is None else min(pause, remaining))
+        sleep(self.client, f"{self._base(key)}:wake:{me.job_id}", min(pause, remaining or pause))
         return None
 
     def regrant(self, lease: Lease, job_id: str) -> None:
