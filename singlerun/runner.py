@@ -40,6 +40,7 @@ def run(cfg: RunConfig) -> int:
             session.let_go()
             session.write_history()
             session.write_metrics()
+            session.reap_guards()
 
 
 class Attempt:
@@ -88,6 +89,8 @@ class RunSession:
     # -- the steps of run(), in order --------------------------------------------------------
 
     def take_the_key(self) -> None:
+        if self.store.kind != "files":  # a network lease needs it: imported before a wait,
+            import singlerun.ticker  # noqa: F401  # not between the grant and the job
         self.lease = take(self.store, self.cfg, self.me)
 
     def publish_the_record(self) -> None:
@@ -221,6 +224,13 @@ class RunSession:
         if self.cfg.textfile_dir is not None:
             self.books.textfile(self.cfg.textfile_dir)
 
+    def reap_guards(self) -> None:
+        """The watchdogs let go of, after the key: their exit is off a handoff's path."""
+        if self.ticker is not None:
+            from singlerun.watchdog import reap
+
+            reap()
+
     # -- one attempt ---------------------------------------------------------------------------
 
     def _attempt(self, me: Record) -> Attempt:
@@ -269,8 +279,9 @@ class RunSession:
             lost = ticker.expired() and not cfg.keep_running_without_lease
         signals.job_ended_by(ended.signal)
         # With the lease lost, no stop request can be ours (and asking would only add a line
-        # about the same dead connection).
-        request = None if lost else self.books.stop_request(lease)
+        # about the same dead connection). A network run's is the one its ticker acted on:
+        # no request after the job, before the next waiter's turn (issue 21).
+        request = None if lost else ticker.request if ticker else self.books.stop_request(lease)
         reason = None if request is None else request.reason
         outcome = "lost" if lost else _outcome(ended, reason)
         code = ExitCode.TIMEOUT if ended.timed_out else ended.code

@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass
 
 from singlerun import say
-from singlerun.lease import Lease, margin
+from singlerun.lease import Lease, StopRequest, margin
 from singlerun.store.protocol import Store
 from singlerun.watchdog import Watchdog
 
@@ -54,6 +54,8 @@ class LeaseTicker:
         self.deadline = lease.granted + self.ttl - margin(self.ttl)
         self.watchdog: Watchdog | None = None
         self.lost = False
+        # The stop request acted on: the run's only one (its job is stopped by no one else).
+        self.request: StopRequest | None = None
 
     def guard(self, pgid: int) -> None:
         """The job's process group exists and is about to run: from now on it dies with the
@@ -91,6 +93,7 @@ class LeaseTicker:
             return self._lose(f"the lease on {self.store.location} was not renewed in time")
         stop = renewal.stop
         if stop is not None and stop.signal and stop.job_id == self.job_id:
+            self.request = stop
             return Stop(stop.reason, stop.signal, stop.kill_after)
         return None
 

@@ -69,9 +69,19 @@ class Watchdog:
             os.write(self._write_fd, f"{deadline!r}\n".encode())
 
     def disarm(self) -> None:
-        """The job has ended: let the guard go, and reap it."""
+        """The job has ended: let the guard go. It is reaped by `reap`, once the key is let
+        go of: a forked interpreter takes milliseconds to exit (issue 21: a handoff)."""
         with contextlib.suppress(OSError):
             os.write(self._write_fd, _DONE + b"\n")
         os.close(self._write_fd)
+        _let_go.append(self.pid)
+
+
+_let_go: list[int] = []  # guards disarmed, not yet reaped
+
+
+def reap() -> None:
+    """Reap every guard let go of (each has exited, or is about to): none is left a zombie."""
+    while _let_go:
         with contextlib.suppress(ChildProcessError):
-            os.waitpid(self.pid, 0)
+            os.waitpid(_let_go.pop(), 0)
