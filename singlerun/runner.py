@@ -14,6 +14,7 @@ from singlerun.bookkeeping import Bookkeeping
 from singlerun.errors import SpawnError, StoreError
 from singlerun.exitcodes import ExitCode
 from singlerun.identity import host, invocation_id, new_job_id, process_start_time, user
+from singlerun.lease import margin
 from singlerun.record import Record
 from singlerun.taking import open_for, take
 
@@ -40,7 +41,6 @@ def run(cfg: RunConfig) -> int:
             session.let_go()
             session.write_history()
             session.write_metrics()
-            session.reap_guards()
 
 
 class Attempt:
@@ -105,16 +105,12 @@ class RunSession:
         self.me = replace(self.me, started_at=time.time(), token=lease.token, ttl=lease.ttl)
         if lease.ttl is None:  # a network lease's is published with the job's PID, before the
             self.store.publish(lease, self.me)  # job may run (guard): a request less, issue 21
-        if lease.ttl is not None:
-            from singlerun.lease import margin
-
+        else:
             # A lease that may have expired already (singlerun was paused while acquiring)
             # must not start a job: another host may hold it.
             if time.monotonic() >= lease.granted + lease.ttl - margin(lease.ttl):
-                where = self.store.location
-                raise StoreError(
-                    f"{lease.key}: the lease on {where} ran out before the job started"
-                )
+                late = f"the lease on {self.store.location} ran out before the job started"
+                raise StoreError(f"{lease.key}: {late}")
         if cfg.verbose:
             say(f"{cfg.key}: acquired in {self.store.location} as job {self.me.job_id}")
 
@@ -213,6 +209,8 @@ class RunSession:
         except (OSError, StoreError) as exc:
             if self.ticker is None or not self.ticker.lost:  # a lost lease was said once
                 self.books.warn(f"releasing {self.cfg.key}: {getattr(exc, 'message', exc)}")
+        if self.ticker is not None:
+            self.ticker.reap()  # after the release: the next run does not wait for it
 
     def write_history(self) -> None:
         if (done := self.done) is not None:
@@ -223,13 +221,6 @@ class RunSession:
     def write_metrics(self) -> None:
         if self.cfg.textfile_dir is not None:
             self.books.textfile(self.cfg.textfile_dir)
-
-    def reap_guards(self) -> None:
-        """The watchdogs let go of, after the key: their exit is off a handoff's path."""
-        if self.ticker is not None:
-            from singlerun.watchdog import reap
-
-            reap()
 
     # -- one attempt ---------------------------------------------------------------------------
 
