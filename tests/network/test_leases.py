@@ -2,6 +2,7 @@
 empty. Real processes, a real server, real signals."""
 
 import json
+import os
 import re
 import signal
 import time
@@ -180,3 +181,21 @@ def test_record_names_the_lease_token(rr):
     assert not re.search(r"\.rec$", " ".join(p.name for p in rr.lock_dir.iterdir()))
     assert records(rr.lock_dir) == ""  # nothing in the lock directory: it is all on the server
     stop(holder)
+
+
+def test_every_watchdog_is_reaped_none_is_left_a_zombie(rr):
+    """Issue 21: a watchdog is reaped after the release, no longer waited for at the job's
+    end; each attempt's (three here) must still be reaped before singlerun exits. One it
+    left would be re-parented to us, the subreaper, as a zombie."""
+    mine = os.getpid()
+
+    def zombies() -> set[int]:
+        return {
+            p.pid for p in psutil.Process(mine).children() if p.status() == psutil.STATUS_ZOMBIE
+        }
+
+    before = zombies()
+    r = rr.run("-n", "z", "--retry", "2", "--retry-delay", "100ms", "--", "false")
+    assert r.returncode == 1, r.stderr
+    time.sleep(0.5)  # a watchdog left running would have exited by now (on its pipe's end)
+    assert zombies() - before == set()
