@@ -11,12 +11,8 @@ Usage: drain.py [N] [ROUNDS] [--quick]   (default 100 waiters, 2 rounds; --quick
 
 from __future__ import annotations
 
-import os
-import shutil
-import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -24,7 +20,7 @@ import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from testbed.servers import PostgresServer, RedisServer
+from testbed.stores import print_ratios, three_stores
 
 BIN = Path(sys.executable).with_name("singlerun")
 
@@ -63,40 +59,16 @@ def main() -> None:
     args = [int(a) for a in sys.argv[1:] if a != "--quick"]
     n = 5 if quick else args[0] if args else 100
     rounds = 1 if quick else args[1] if len(args) > 1 else 2
-    base = {k: v for k, v in os.environ.items() if not k.startswith("SINGLERUN_")}
-    work = Path(tempfile.mkdtemp(prefix="singlerun-drain-"))
-    work.chmod(0o755)  # PostgreSQL runs as its own user
-    (work / "redis").mkdir()
-    (work / "pg").mkdir()
-    redis, pg = RedisServer(work / "redis"), PostgresServer(work / "pg")
-    try:
-        envs = {}
-        for name, url in (("lock directory", None), ("Redis", redis.url("dr")),
-                          ("PostgreSQL", pg.url("dr"))):  # fmt: skip
-            env = {**base, "SINGLERUN_LOCK_DIR": str(work / f"locks-{name[0]}")}
-            Path(env["SINGLERUN_LOCK_DIR"]).mkdir(mode=0o700)
-            if url:
-                env["SINGLERUN_BACKEND"] = url
-            envs[name] = env
+    with three_stores("dr") as envs:
         times: dict[str, list[float]] = {name: [] for name in envs}
         for r in range(rounds):
             for name, env in envs.items():
                 times[name].append(drain(env, n, f"q{r}"))
-        files = statistics.median(times["lock directory"])
-        print(
+        heading = (
             f"{n} queued waiters drained (holder's end to the last waiter's), median of "
-            f"{rounds} interleaved rounds\n"
+            f"{rounds} interleaved rounds"
         )
-        print("| store | seconds | per waiter (ms) | ÷ lock directory | goal |")
-        print("| --- | ---: | ---: | ---: | --- |")
-        for name, samples in times.items():
-            t = statistics.median(samples)
-            goal = "" if name == "lock directory" else "≤ 1.5"
-            print(f"| {name} | {t:.2f} | {1000 * t / n:.0f} | {t / files:.2f} | {goal} |")
-    finally:
-        redis.stop()
-        pg.stop()
-        shutil.rmtree(work, ignore_errors=True)
+        print_ratios(heading, times, "per waiter", n)
 
 
 if __name__ == "__main__":

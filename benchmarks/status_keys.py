@@ -12,13 +12,9 @@ Usage: status_keys.py [KEYS] [--quick]   (default 10,000; --quick: 200 keys, 1 r
 from __future__ import annotations
 
 import contextlib
-import os
-import shutil
 import signal
-import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -27,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from singlerun.history import Run
 from singlerun.keys import JobKey
 from singlerun.store import open_store
-from testbed.servers import PostgresServer, RedisServer
+from testbed.stores import print_ratios, three_stores
 
 BIN = Path(sys.executable).with_name("singlerun")
 
@@ -72,52 +68,31 @@ def main() -> None:
     args = [a for a in sys.argv[1:] if a != "--quick"]
     keys = 200 if quick else int(args[0]) if args else 10_000
     rounds = 1 if quick else 5
-    base = {k: v for k, v in os.environ.items() if not k.startswith("SINGLERUN_")}
-    work = Path(tempfile.mkdtemp(prefix="singlerun-status-"))
-    work.chmod(0o755)  # PostgreSQL runs as its own user
-    (work / "redis").mkdir()
-    (work / "pg").mkdir()
-    redis, pg = RedisServer(work / "redis"), PostgresServer(work / "pg")
     holders: list[subprocess.Popen[bytes]] = []
-    try:
-        envs = {}
-        for name, url in (("lock directory", None), ("Redis", redis.url("st")),
-                          ("PostgreSQL", pg.url("st"))):  # fmt: skip
-            env = {**base, "SINGLERUN_LOCK_DIR": str(work / f"locks-{name[0]}")}
-            Path(env["SINGLERUN_LOCK_DIR"]).mkdir(mode=0o700)
-            if url:
-                env["SINGLERUN_BACKEND"] = url
-            holders += _fill(env, keys)
-            envs[name] = env
-        times: dict[str, list[float]] = {name: [] for name in envs}
-        for _ in range(rounds):
-            for name, env in envs.items():
-                t0 = time.perf_counter()
-                r = subprocess.run([str(BIN), "status", "--all"], env=env, capture_output=True,
-                                   text=True, check=True)  # fmt: skip
-                times[name].append(time.perf_counter() - t0)
-                shown = r.stdout.count("  idle") + r.stdout.count("  running")
-                assert shown == keys, (name, shown)
-        files = statistics.median(times["lock directory"])
-        print(
-            f"`singlerun status --all` over {keys:,} keys (1 in 100 running), median of "
-            f"{rounds} interleaved rounds\n"
-        )
-        print("| store | seconds | ÷ lock directory | goal |")
-        print("| --- | ---: | ---: | --- |")
-        for name, samples in times.items():
-            t = statistics.median(samples)
-            goal = "" if name == "lock directory" else "≤ 1.5"
-            print(f"| {name} | {t:.2f} | {t / files:.2f} | {goal} |")
-    finally:
-        for p in holders:
-            with contextlib.suppress(ProcessLookupError):
-                p.send_signal(signal.SIGTERM)
-        for p in holders:
-            p.wait(30)
-        redis.stop()
-        pg.stop()
-        shutil.rmtree(work, ignore_errors=True)
+    with three_stores("st") as envs:
+        try:
+            for env in envs.values():
+                holders += _fill(env, keys)
+            times: dict[str, list[float]] = {name: [] for name in envs}
+            for _ in range(rounds):
+                for name, env in envs.items():
+                    t0 = time.perf_counter()
+                    r = subprocess.run([str(BIN), "status", "--all"], env=env, capture_output=True,
+                                       text=True, check=True)  # fmt: skip
+                    times[name].append(time.perf_counter() - t0)
+                    shown = r.stdout.count("  idle") + r.stdout.count("  running")
+                    assert shown == keys, (name, shown)
+            heading = (
+                f"`singlerun status --all` over {keys:,} keys (1 in 100 running), median of "
+                f"{rounds} interleaved rounds"
+            )
+            print_ratios(heading, times)
+        finally:
+            for p in holders:
+                with contextlib.suppress(ProcessLookupError):
+                    p.send_signal(signal.SIGTERM)
+            for p in holders:
+                p.wait(30)
 
 
 if __name__ == "__main__":
