@@ -89,8 +89,8 @@ class RunSession:
     # -- the steps of run(), in order --------------------------------------------------------
 
     def take_the_key(self) -> None:
-        if self.store.kind != "files":  # a network lease needs it: imported before a wait,
-            import singlerun.ticker  # noqa: F401  # not between the grant and the job
+        if self.cfg.wait and self.store.kind != "files":  # a network lease needs it: imported
+            import singlerun.ticker  # noqa: F401  # during the wait, not at the handoff
         self.lease = take(self.store, self.cfg, self.me)
 
     def publish_the_record(self) -> None:

@@ -188,13 +188,7 @@ class Session:
         """Whether `channel` was notified since the last ask, from what the server has
         already sent: no round trip. Raises OperationalError if the session ended (the
         server closed it, or the connection broke)."""
-        pg, pq = self.conn.pgconn, self.psycopg.pq
-        if pg.status != pq.ConnStatus.OK:
-            raise self.psycopg.OperationalError("the connection is closed")
-        if select.select([pg.socket], [], [], 0)[0]:
-            pg.consume_input()  # raises at the end of the stream
-        while (n := pg.notifies()) is not None:
-            self._heard.add(n.relname.decode(errors="replace"))
+        self._take_in(0)
         found = channel in self._heard
         self._heard.discard(channel)
         return found
@@ -204,15 +198,20 @@ class Session:
         a lock taken on it is ours only while it lives, so a waiter that sleeps out a lease
         holding its slot must come back (reconnect, keep its place) the moment it drops,
         not after the lease (the waiter behind would pass it meanwhile)."""
-        pg, pq = self.conn.pgconn, self.psycopg.pq
         end = time.monotonic() + seconds
         while (left := end - time.monotonic()) > 0:
-            if pg.status != pq.ConnStatus.OK:
-                raise self.psycopg.OperationalError("the connection is closed")
-            if select.select([pg.socket], [], [], left)[0]:
-                pg.consume_input()  # raises at the end of the stream
-                while (n := pg.notifies()) is not None:
-                    self._heard.add(n.relname.decode(errors="replace"))
+            self._take_in(left)
+
+    def _take_in(self, timeout: float) -> None:
+        """Read what the server sent unasked, waiting up to `timeout` for it: notifications
+        (kept for `heard`), the end of the session (OperationalError)."""
+        pg, pq = self.conn.pgconn, self.psycopg.pq
+        if pg.status != pq.ConnStatus.OK:
+            raise self.psycopg.OperationalError("the connection is closed")
+        if select.select([pg.socket], [], [], timeout)[0]:
+            pg.consume_input()  # raises at the end of the stream
+        while (n := pg.notifies()) is not None:
+            self._heard.add(n.relname.decode(errors="replace"))
 
     @property
     def probing(self) -> bool:

@@ -220,10 +220,9 @@ class PostgresStore(StoreBase):
     def release(self, lease: Lease) -> None:
         held: _Held = lease.handle
         with self.db.errors("release the lock in"):
-            self._q(
-                "DELETE FROM {s}.holders WHERE stem = %s AND slot = %s AND job_id = %s",
-                lease.key.stem, lease.slot, held.job_id,
-            )  # fmt: skip
+            mine = "WHERE stem = %s AND slot = %s AND job_id = %s"  # our stop request goes too
+            gone = f"WITH gone AS (DELETE FROM {{s}}.stops {mine}) DELETE FROM {{s}}.holders {mine}"
+            self._q(gone, *(lease.key.stem, lease.slot, held.job_id) * 2)
             if held.adrift:
                 adrift.end(self.db, lease.key, held.job_id)
             (ours,) = self._q("SELECT pg_advisory_unlock(%s)", held.lock)[0]
