@@ -15,11 +15,29 @@ from tests.conftest import PRINT_SIGNALS, SINGLERUN, read_line, records, stop, w
 FORWARDED = ["TERM", "INT", "HUP", "QUIT", "USR1", "USR2", "WINCH"]
 
 
+def _state(pid: int) -> str:
+    """What the kernel says of a process's signals, for a failure's message."""
+    keep = ("State", "Threads", "SigQ", "SigPnd", "ShdPnd", "SigBlk", "SigIgn", "SigCgt")
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            lines = [ln.strip() for ln in f if ln.startswith(keep)]
+        with open(f"/proc/{pid}/wchan") as f:
+            lines.append(f"wchan {f.read()}")
+    except OSError as exc:
+        return f"pid {pid}: {exc}"
+    return f"pid {pid}: " + "; ".join(lines)
+
+
 @pytest.mark.parametrize("name", FORWARDED)
 def test_signal_reaches_the_job_and_the_lock_is_released(sr, name):
-    holder, _ = sr.start_holder("-n", "sig", exit_on=name)
+    holder, job_pid = sr.start_holder("-n", "sig", exit_on=name)
     holder.send_signal(getattr(signal, "SIG" + name))
-    assert read_line(holder) == name
+    try:
+        # Generous: one CI run in ~10 saw nothing within 10 s (the state below says why).
+        line = read_line(holder, timeout=30)
+    except pytest.fail.Exception:
+        pytest.fail(f"no {name} from the job:\n{_state(holder.pid)}\n{_state(job_pid)}")
+    assert line == name
     assert holder.wait(10) == 0  # the job's own status after it handled the signal
     assert sr.run("-n", "sig", "--", "true").returncode == 0
 
