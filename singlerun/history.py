@@ -3,8 +3,7 @@
 
 from __future__ import annotations
 
-from dataclasses import astuple, dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from singlerun.compactjson import dumps
 
@@ -14,8 +13,9 @@ if TYPE_CHECKING:
 KEEP = 10_000  # finished runs a history keeps unless --history-size says otherwise
 
 
-@dataclass(frozen=True)
-class Run:
+class Run(NamedTuple):
+    """Immutable, as a NamedTuple (cheap to create at start-up, like record.Record)."""
+
     job_id: str
     group: str
     name: str
@@ -80,7 +80,7 @@ class Run:
 
 def journal_line(run: Run) -> bytes:
     """A run as one line of JSON (the journal's, and the Redis stream's, format)."""
-    return dumps(astuple(run)).encode() + b"\n"
+    return dumps(list(run)).encode() + b"\n"
 
 
 def sound(run: Run) -> bool:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from singlerun.errors import UsageError
 
@@ -57,8 +57,9 @@ def _decode(part: str) -> str | None:
         return None
 
 
-@dataclass(frozen=True)
-class JobKey:
+class JobKey(NamedTuple):
+    """A key: immutable and hashable, a NamedTuple for a cheap start-up (record.Record)."""
+
     group: str
     name: str
 
@@ -111,8 +112,7 @@ class JobKey:
         return key if key.stem == stem else None
 
 
-@dataclass(frozen=True)
-class KeyFilter:
+class KeyFilter(NamedTuple):
     """The keys an operator subcommand is about: `-g` and `-n`, validated like a run's."""
 
     group: str | None = None

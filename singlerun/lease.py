@@ -12,7 +12,6 @@ costs about four times as much to create at start-up (~0.5 ms for the three, mea
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 if TYPE_CHECKING:
@@ -26,16 +25,28 @@ class Reclaimed(NamedTuple):
     record: Record | None
 
 
-@dataclass
 class Lease:
-    key: JobKey
-    slot: int
-    token: str  # identifies this grant; a fencing token on network stores
-    ttl: float | None  # None: held by a kernel lock, nothing to renew
-    job_fd: int | None  # a descriptor the job may inherit to share the lock, if the store has one
-    reclaimed: Reclaimed | None
-    handle: Any  # store-private state
-    granted: float = 0.0  # monotonic time just before the grant was asked for (leases)
+    """A grant. Mutable (a regrant changes its token), and a plain class: a dataclass costs
+    a run ~1 ms to create at start-up."""
+
+    def __init__(
+        self,
+        key: JobKey,
+        slot: int,
+        token: str,
+        ttl: float | None,
+        job_fd: int | None,
+        reclaimed: Reclaimed | None,
+        handle: Any,
+        granted: float = 0.0,
+    ) -> None:
+        self.key, self.slot = key, slot
+        self.token = token  # identifies this grant; a fencing token on network stores
+        self.ttl = ttl  # None: held by a kernel lock, nothing to renew
+        self.job_fd = job_fd  # a descriptor the job may inherit to share the lock, if any
+        self.reclaimed = reclaimed
+        self.handle = handle  # store-private state
+        self.granted = granted  # monotonic time just before the grant was asked (leases)
 
 
 REASONS = ("stopped", "replaced")  # what `stop` and `--replace` write

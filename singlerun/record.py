@@ -7,8 +7,7 @@ ignored so that newer writers stay readable.
 
 from __future__ import annotations
 
-from dataclasses import MISSING, dataclass, field, fields, replace
-from typing import Any
+from typing import Any, NamedTuple
 
 from singlerun.compactjson import dumps
 
@@ -17,8 +16,10 @@ _HEADER = b"singlerun-record "
 MAX_SIZE = 64 * 1024
 
 
-@dataclass(frozen=True)
-class Record:
+class Record(NamedTuple):
+    """Immutable, as a NamedTuple: every run builds this class at start-up, and a frozen
+    dataclass of this size costs several times as much to create (README, start-up)."""
+
     job_id: str
     group: str
     name: str
@@ -26,7 +27,7 @@ class Record:
     host: str
     user: str
     started_at: float  # epoch seconds: when the job started, or a waiter began to wait
-    command: list[str] = field(default_factory=list)
+    command: list[str] = []  # noqa: RUF012  # never mutated: a record is replaced whole
     pid_started: float | None = None  # the supervisor's start time, to tell PID reuse
     child_pid: int | None = None  # the job; also its process group ID
     child_started: float | None = None
@@ -39,10 +40,10 @@ class Record:
     # Not written: the uid owning the file the record was read from (file store only). In a
     # shared directory anyone in the group can write a record; only this uid's processes
     # may be signalled on its word.
-    owner_uid: int | None = field(default=None, compare=False)
+    owner_uid: int | None = None
 
     def with_child(self, pid: int, started: float | None) -> Record:
-        return replace(self, child_pid=pid, child_started=started)
+        return self._replace(child_pid=pid, child_started=started)
 
 
 _TYPES: dict[str, tuple[type, ...]] = {
@@ -64,7 +65,7 @@ _TYPES: dict[str, tuple[type, ...]] = {
     "run_id": (str,),
     "invocation_id": (str,),
 }
-_REQUIRED = {f.name for f in fields(Record) if f.default is MISSING is f.default_factory}
+_REQUIRED = set(Record._fields) - set(Record._field_defaults)
 PID_MAX = 1 << 22  # Linux's PID_MAX_LIMIT: no process has a larger PID on any machine
 _PIDS = ("pid", "child_pid")
 _TIMES = ("pid_started", "started_at", "child_started", "ttl", "next_attempt_at")
@@ -87,7 +88,7 @@ def _sound(known: dict[str, Any]) -> bool:
 
 
 def encode(record: Record) -> bytes:
-    body = dumps({k: v for k, v in vars(record).items() if k != "owner_uid"})
+    body = dumps({k: v for k, v in record._asdict().items() if k != "owner_uid"})
     return _HEADER + str(VERSION).encode() + b"\n" + body.encode() + b"\n"
 
 

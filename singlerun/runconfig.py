@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import signal
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from singlerun.exitcodes import ExitCode
 from singlerun.keys import JobKey
@@ -13,8 +12,9 @@ if TYPE_CHECKING:
     from singlerun.attempts import Policy
 
 
-@dataclass(frozen=True, eq=False)  # never compared: no __eq__ to build at each start-up
-class RunConfig:
+class RunConfig(NamedTuple):
+    """Immutable: a NamedTuple, cheap to create at start-up (record.Record)."""
+
     command: list[str]
     key: JobKey
     lock_dir: str | None = None

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from singlerun import ERROR, WARNING, say, signals, supervise
@@ -102,7 +101,7 @@ class RunSession:
             say(reclaimed(lease), WARNING)
         if not cfg.quiet and (exposed := self.store.exposure()):
             say(f"warning: {cfg.key}: {exposed}", WARNING)
-        self.me = replace(self.me, started_at=time.time(), token=lease.token, ttl=lease.ttl)
+        self.me = self.me._replace(started_at=time.time(), token=lease.token, ttl=lease.ttl)
         if lease.ttl is None:  # a network lease's is published with the job's PID, before the
             self.store.publish(lease, self.me)  # job may run (guard): a request less, issue 21
         else:
@@ -172,7 +171,7 @@ class RunSession:
         if not self.cfg.quiet:
             say(note)
         later = time.time() + pause
-        waiting = replace(last.record, child_pid=None, child_started=None, next_attempt_at=later)
+        waiting = last.record._replace(child_pid=None, child_started=None, next_attempt_at=later)
         self.books.publish(self._lease, waiting)
         self.books.history(last.record, self._lease, last.code, last.outcome, last.stopped_by)
         return note
@@ -180,8 +179,7 @@ class RunSession:
     def _next_attempt(self, last: Record) -> Record | None:
         """The next attempt's record, under a new job ID and a new grant of the kept lease;
         None if the lease was lost meanwhile (said)."""
-        me = replace(
-            last,
+        me = last._replace(
             job_id=new_job_id(),
             run_id=last.run_id or last.job_id,
             attempt=last.attempt + 1,
@@ -195,7 +193,7 @@ class RunSession:
         except StoreError as exc:
             say(f"{self.cfg.key}: {exc.message}")
             return None
-        me = replace(me, token=self._lease.token)
+        me = me._replace(token=self._lease.token)
         self.books.publish(self._lease, me)
         if self.ticker is not None:
             self.ticker.job_id = me.job_id

@@ -15,8 +15,7 @@ import signal
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, NamedTuple, Protocol
 
 from singlerun.exitcodes import ExitCode
 from singlerun.signals import FORWARDED, JOB_SIGNALS, block_job_signals, stop_self
@@ -95,8 +94,7 @@ def _stop_with_job(pgid: int, sig: int, tty: int | None) -> None:
     _signal_group(pgid, signal.SIGCONT)
 
 
-@dataclass(frozen=True)
-class Limit:
+class Limit(NamedTuple):
     """--max-runtime: after `seconds`, send `signal`, then SIGKILL `kill_after` later."""
 
     seconds: float
@@ -104,8 +102,7 @@ class Limit:
     kill_after: float = 10.0
 
 
-@dataclass(frozen=True)
-class Ended:
+class Ended(NamedTuple):
     code: int  # the job's exit status, or 128+N if signal N killed it
     signal: int | None  # the signal that killed it, if one did
     timed_out: bool  # it outlived its Limit

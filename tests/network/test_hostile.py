@@ -4,7 +4,6 @@ crash a holder's singlerun nor free its key while its job runs."""
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import signal
@@ -72,7 +71,7 @@ def test_a_forged_record_naming_a_local_process_never_gets_it_signalled(rr, serv
         assert r.returncode == 0, r.stderr
         holder.wait(10)  # its job ends on SIGTERM
         holder, _ = rr.start_holder("-n", "d")
-        _forge_record(server, ns, "d", dataclasses.replace(forged, job_id=_holder_job_id(rr, "d")))
+        _forge_record(server, ns, "d", forged._replace(job_id=_holder_job_id(rr, "d")))
         r = rr.run("stop", "-n", "d", "--kill-after", "1s", "--timeout", "10s")
         assert victim.poll() is None, "stop signalled a process named by the server"
         assert r.returncode == 0 and r.stdout.startswith("stopped default/d"), r

@@ -55,11 +55,10 @@ def test_counts_stay_cumulative_when_the_history_is_trimmed(tmp_path):
 
 def test_a_ledger_without_the_newest_columns_gains_them_and_keeps_its_counts(tmp_path):
     """A ledger from before invocation_id and stopped_by (issues 24.2, 19.6)."""
-    from dataclasses import fields, replace
 
     ledger = _ledger(tmp_path)
     ledger.add(_run("A1", 10), _run("A2", 20, "failed"))
-    old = [f'"{f.name}"' for f in fields(Run)][:-2]
+    old = [f'"{name}"' for name in Run._fields][:-2]
     db = sqlite3.connect(os.path.join(tmp_path, "history.db"))
     db.executescript(
         "DROP TRIGGER count_run;"
@@ -76,7 +75,7 @@ def test_a_ledger_without_the_newest_columns_gains_them_and_keeps_its_counts(tmp
     )
     db.close()
     assert ledger.stats(None, None)[("g", "n")].outcomes == {"ok": 1, "failed": 1}
-    ledger.add(replace(_run("A3", 30), invocation_id="f" * 32, stopped_by="u@h"))
+    ledger.add(_run("A3", 30)._replace(invocation_id="f" * 32, stopped_by="u@h"))
     stats = ledger.stats(None, None)[("g", "n")]
     assert stats.outcomes == {"ok": 2, "failed": 1}  # kept, and counted on
     assert (stats.last.job_id, stats.last.stopped_by, stats.last_success.stopped_by) == (

@@ -4,7 +4,6 @@ import os
 import signal
 import subprocess
 import time
-from dataclasses import replace
 
 import psutil
 
@@ -51,22 +50,22 @@ REC = Record(job_id="01J", group="g", name="n", pid=0, host=host(), user="u", st
 
 def test_record_alive_through_supervisor_or_job():
     me = (os.getpid(), process_start_time(os.getpid()))
-    assert record_alive(replace(REC, pid=me[0], pid_started=me[1]))
-    assert record_alive(replace(REC, pid=_dead_pid(), child_pid=me[0], child_started=me[1]))
-    assert not record_alive(replace(REC, pid=_dead_pid(), child_pid=_dead_pid()))
-    assert record_alive(replace(REC, pid=_dead_pid(), host="elsewhere"))  # never stale here
+    assert record_alive(REC._replace(pid=me[0], pid_started=me[1]))
+    assert record_alive(REC._replace(pid=_dead_pid(), child_pid=me[0], child_started=me[1]))
+    assert not record_alive(REC._replace(pid=_dead_pid(), child_pid=_dead_pid()))
+    assert record_alive(REC._replace(pid=_dead_pid(), host="elsewhere"))  # never stale here
 
 
 def test_describe_names_the_live_holder():
     me = os.getpid()
-    live = replace(REC, pid=me)
+    live = REC._replace(pid=me)
     assert describe([]) == ""
     assert describe([live], now=1192.5) == f" (job 01J, pid {me}, started 3m12s ago)"
     assert describe([live], held=True, now=1010).startswith(" (held by job 01J, pid ")
     dead = _dead_pid()
-    orphaned = replace(REC, pid=dead, child_pid=me)
+    orphaned = REC._replace(pid=dead, child_pid=me)
     assert describe([orphaned], now=1010, who=holder) == (
         f" (job 01J, pid {me}, started 10s ago; its singlerun, pid {dead}, is gone)"
     )
-    assert "still holds the lock" in describe([replace(REC, pid=dead)], now=1010, who=holder)
-    assert describe([replace(live, host="b")], now=1010, who=holder).endswith("; on b)")
+    assert "still holds the lock" in describe([REC._replace(pid=dead)], now=1010, who=holder)
+    assert describe([live._replace(host="b")], now=1010, who=holder).endswith("; on b)")

@@ -22,7 +22,6 @@ import sqlite3
 import stat
 import time
 from collections.abc import Iterator
-from dataclasses import astuple, fields
 
 from singlerun.errors import StoreError
 from singlerun.history import KEEP, Run, journal_line, parse_journal, sound
@@ -37,8 +36,8 @@ _STEPS = 1000  # SQLite VM steps between two looks at the clock (well under a mi
 _TRANSIENT = (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)  # primary result codes
 _SIDE_FILES = ("-journal", "-wal", "-shm")  # sqlite3's own files beside the database
 
-_RUN_COLUMNS = {f.name for f in fields(Run)}
-_COLUMNS = ", ".join(f'"{f.name}"' for f in fields(Run))
+_RUN_COLUMNS = set(Run._fields)
+_COLUMNS = ", ".join(f'"{name}"' for name in Run._fields)
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
   job_id TEXT PRIMARY KEY, "group" TEXT NOT NULL, name TEXT NOT NULL, host TEXT NOT NULL,
@@ -209,13 +208,13 @@ class Ledger:
             try:
                 db = self._connect(deadline)
                 try:
-                    placeholders = ", ".join("?" * len(fields(Run)))
+                    placeholders = ", ".join("?" * len(Run._fields))
                     # One transaction: in autocommit each row would be a commit (a sync) of
                     # its own, some 500 of them for a journal's worth.
                     db.execute("BEGIN IMMEDIATE")
                     db.executemany(
                         f"INSERT OR IGNORE INTO runs ({_COLUMNS}) VALUES ({placeholders})",
-                        [astuple(run) for run in runs],
+                        [tuple(run) for run in runs],
                     )
                     db.execute("COMMIT")
                     return

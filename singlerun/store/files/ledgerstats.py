@@ -14,12 +14,11 @@ from __future__ import annotations
 import contextlib
 import sqlite3
 from collections.abc import Iterator
-from dataclasses import fields
 
 from singlerun.history import Run, sound
 from singlerun.keystats import KeyStats
 
-_NAMES = [f.name for f in fields(Run)]
+_NAMES = list(Run._fields)
 _COLUMNS = ", ".join(f'"{n}"' for n in _NAMES)
 _NEW = ", ".join(f'NEW."{n}"' for n in _NAMES)
 _UPDATE = ", ".join(f'"{n}" = excluded."{n}"' for n in _NAMES)
