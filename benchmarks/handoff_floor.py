@@ -7,6 +7,9 @@ must (a forked child held at a gate until the watchdog is armed: issue 23), and 
 that is a shell would; the watchdog's fork; and one script call's round trip to a
 redis-server of its own on a loopback port (a Redis handoff makes four: the wake-up,
 ACQUIRE, PUBLISH, RELEASE).
+The shell gate is not used, cheaper as it is: dash drops environment entries whose names
+are not shell identifiers (`a-b=1`), runs a file without `#!` as a script where a
+lock-directory run exits 126, and bash as /bin/sh adds `_` to the job's environment.
 Usage: handoff_floor.py [N] [--quick]   (median of N, default 200; --quick: 20)
 """
 
