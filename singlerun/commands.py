@@ -66,15 +66,13 @@ def status_cmd(
 ) -> int:
     """Show the keys that are running, waiting, stale or ran in the last 7 days, and the
     last run of each."""
-    import json
-
     from singlerun import render, status
 
     only = _only(group, name)
     with _store(lock_dir, backend, read_only=True) as store:
         recent = None if show_all else status.RECENT
         entries = status.gather(store.inspect(), _last_runs(store), only, recent=recent)
-        click.echo(json.dumps(entries, indent=2) if as_json else render.status(entries), nl=as_json)
+        click.echo(render.json_array(entries) if as_json else render.status(entries), nl=as_json)
         if only.key is None:
             return ExitCode.OK
         codes = {"running": ExitCode.OK, "stale": ExitCode.STALE}
@@ -289,9 +287,7 @@ def history_cmd(
             return ExitCode.OK
         runs = store.runs(_only(group, name), limit)
         if as_json:
-            import json
-
-            click.echo(json.dumps([status.history_row(r) for r in runs], indent=2))
+            click.echo(render.json_array([status.history_row(r) for r in runs]))
         else:
             click.echo(render.history(runs), nl=False)
         return ExitCode.OK
