@@ -197,8 +197,12 @@ def test_a_sql_ascii_database_works(rr, postgres_server, ns):
     try:
         assert holder.stdout.readline().strip() == "ready"
         waiter = rr.start("-n", "é", "--wait", "--", "true", env=env)
-        wait_for(lambda: '"waiters": [\n      {' in rr.run("status", "--json", env=env).stdout,
-                 what="queued")  # fmt: skip
+
+        def queued() -> bool:
+            entries = json.loads(rr.run("status", "--json", env=env).stdout)
+            return bool(entries and entries[0]["waiters"])
+
+        wait_for(queued, what="queued")
         for args in (("status",), ("status", "--json"), ("metrics",), ("history", "--json")):
             r = rr.run(*args, env=env)
             assert r.returncode == 0 and r.stderr == "", (args, r.stderr)
