@@ -43,6 +43,18 @@ class RunConfig(NamedTuple):
         """When --wait-timeout runs out (None: never)."""
         return None if self.wait_timeout is None else self.began + self.wait_timeout
 
+    def job_env(self, job_id: str, attempt: int) -> dict[str, str]:
+        """The job's environment, but for what its grant adds (Store.job_env)."""
+        import os
+
+        return {
+            **{k: v for k, v in os.environ.items() if k not in self.scrubbed},
+            "SINGLERUN_JOB_ID": job_id,
+            "SINGLERUN_JOB_NAME": self.key.name,
+            "SINGLERUN_JOB_GROUP": self.key.group,
+            **({"SINGLERUN_ATTEMPT": str(attempt)} if self.retry else {}),
+        }
+
     @classmethod
     def from_options(cls, argv: list[str], scrubbed: frozenset[str], **opts: Any) -> RunConfig:
         """The `run` subcommand's options, by name; those that are not one field each are

@@ -20,6 +20,7 @@ from singlerun.taking import open_for, take
 if TYPE_CHECKING:
     from singlerun.lease import Lease
     from singlerun.runconfig import RunConfig
+    from singlerun.standby import Standby
     from singlerun.store.protocol import Store
     from singlerun.ticker import LeaseTicker
 
@@ -28,18 +29,22 @@ def run(cfg: RunConfig) -> int:
     signals.catch_interrupts()
     with open_for(cfg) as store:
         session = RunSession(cfg, store)
-        session.take_the_key()
         try:
-            session.publish_the_record()
-            session.keep_the_lease()
-            session.first_attempt()
-            session.more_attempts()  # --retry, --respawn
-            assert session.done is not None  # the first attempt ran, or raised
-            return session.done.code
+            session.take_the_key()
+            try:
+                session.publish_the_record()
+                session.keep_the_lease()
+                session.first_attempt()
+                session.more_attempts()  # --retry, --respawn
+                assert session.done is not None  # the first attempt ran, or raised
+                return session.done.code
+            finally:
+                session.let_go()
+                session.write_history()
+                session.write_metrics()
         finally:
-            session.let_go()
-            session.write_history()
-            session.write_metrics()
+            if session.standby is not None:
+                session.standby.stand_down()
 
 
 class Attempt:
@@ -84,13 +89,19 @@ class RunSession:
         self.ticker: LeaseTicker | None = None
         self.done: Attempt | None = None  # the last attempt that ran
         self.spawn_failed: int | None = None  # 126/127: the first attempt could not start
+        self.standby: Standby | None = None  # the job and its watchdog, forked while waiting
 
     # -- the steps of run(), in order --------------------------------------------------------
 
     def take_the_key(self) -> None:
-        if self.cfg.wait and self.store.kind != "files":  # a network lease needs it: imported
+        cfg = self.cfg
+        if cfg.wait and self.store.kind != "files":  # a network lease needs them: made
             import singlerun.ticker  # noqa: F401  # during the wait, not at the handoff
-        self.lease = take(self.store, self.cfg, self.me)
+            from singlerun.standby import Standby
+
+            self.standby = Standby()  # kept first: what it forks is let go of on every path
+            self.standby.fork(cfg.command, cfg.job_env(self.me.job_id, 1))
+        self.lease = take(self.store, cfg, self.me)
 
     def publish_the_record(self) -> None:
         lease, cfg = self._lease, self.cfg
@@ -233,31 +244,24 @@ class RunSession:
             """A network lease: the watchdog is armed and the record names the job before
             the job may run, so a server that stops answering holds up no supervision."""
             assert ticker is not None
-            ticker.guard(pid)
+            ticker.guard(pid, self.standby.take_watchdog() if self.standby else None)
             name_the_job(pid)
 
         def started(pid: int) -> None:
             if ticker is None:
                 name_the_job(pid)
 
-        env = {
-            **{k: v for k, v in os.environ.items() if k not in cfg.scrubbed},
-            "SINGLERUN_JOB_ID": me.job_id,
-            "SINGLERUN_JOB_NAME": cfg.key.name,
-            "SINGLERUN_JOB_GROUP": cfg.key.group,
-            **({"SINGLERUN_ATTEMPT": str(me.attempt)} if cfg.retry else {}),
-            **store.job_env(lease),
-        }
+        env = {**cfg.job_env(me.job_id, me.attempt), **store.job_env(lease)}
         keep = None if lease.job_fd is None or cfg.close else os.dup(lease.job_fd)
-        limit = None
-        if cfg.max_runtime is not None:
-            limit = supervise.Limit(cfg.max_runtime, cfg.signal, cfg.kill_after)
+        runtime = cfg.max_runtime
+        limit = None if runtime is None else supervise.Limit(runtime, cfg.signal, cfg.kill_after)
         ended = supervise.run(
             cfg.command,
             env,
             keep_fd=keep,
             on_started=started,
             guard=None if ticker is None else guard,
+            ready=self.standby.take_job() if self.standby else None,
             limit=limit,
             ticker=ticker,
         )
@@ -277,10 +281,8 @@ class RunSession:
         if cfg.verbose:
             say(f"{cfg.key}: job {me.job_id} ended: {outcome}, status {ended.code}")
         if lost:  # always said (docs/CONTRACT.md §8), and singlerun's failure: 125
-            say(
-                f"{cfg.key}: the lease on {store.location} was lost; job {me.job_id} was stopped",
-                ERROR,
-            )
+            lost_it = f"the lease on {store.location} was lost; job {me.job_id} was stopped"
+            say(f"{cfg.key}: {lost_it}", ERROR)
             code = ExitCode.INTERNAL
         elif ended.timed_out:  # even with -q (docs/CONTRACT.md §8): never silent
             say(f"{cfg.key}: job {me.job_id} exceeded --max-runtime and was stopped", WARNING)

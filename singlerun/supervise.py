@@ -22,6 +22,7 @@ from singlerun.signals import FORWARDED, JOB_SIGNALS, block_job_signals, stop_se
 from singlerun.spawn import spawn
 
 if TYPE_CHECKING:  # types only: a run without a ticker never loads them
+    from singlerun.spawn import Gated
     from singlerun.ticker import Stop
 
     class Ticker(Protocol):
@@ -212,11 +213,13 @@ def run(
     guard: Callable[[int], None] | None = None,
     limit: Limit | None = None,
     ticker: Ticker | None = None,
+    ready: Gated | None = None,
 ) -> Ended:
     """Run argv to completion and say how it ended.
 
     `keep_fd` is handed to the job (and closed here once it has it). `guard` gets the job's
-    process group before the job can run; `on_started`, after. Signals stay blocked when
+    process group before the job can run; `on_started`, after. `ready`: the job forked
+    ahead, at its gate (standby.py). Signals stay blocked when
     this returns, so that the caller's cleanup cannot be cut short by one. If supervision
     itself fails, the job's group is killed before the error goes on: a job must never run
     on after its singlerun has let go of the key.
@@ -231,7 +234,7 @@ def run(
     sys.stderr.flush()
     pid = 0  # not started: the terminal was never handed over
     try:
-        pid = spawn(argv, env, keep_fd, mask, tty, guard)
+        pid = spawn(argv, env, keep_fd, mask, tty, guard, ready)
         try:
             if tty is not None and _owns(tty, os.getpgrp()):  # SIGTSTP is blocked: no race
                 with contextlib.suppress(OSError):

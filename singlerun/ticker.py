@@ -57,10 +57,17 @@ class LeaseTicker:
         # The stop request acted on: the run's only one (its job is stopped by no one else).
         self.request: StopRequest | None = None
 
-    def guard(self, pgid: int) -> None:
+    def guard(self, pgid: int, ready: Watchdog | None = None) -> None:
         """The job's process group exists and is about to run: from now on it dies with the
-        lease (watchdog.py), or with `--on-lease-lost continue` only with singlerun."""
-        self.watchdog = Watchdog(pgid, None if self.keep_running else self.deadline)
+        lease (watchdog.py), or with `--on-lease-lost continue` only with singlerun. `ready`:
+        a watchdog forked ahead for it (standby.py), armed if it is still there."""
+        deadline = None if self.keep_running else self.deadline
+        if ready is not None and ready.pgid == pgid and ready.arm(deadline):
+            self.watchdog = ready
+            return
+        if ready is not None and ready.pgid != pgid:
+            ready.abandon()
+        self.watchdog = Watchdog(pgid, deadline)
 
     def _lose(self, why: str) -> Stop | None:
         self.lost = True

@@ -11,7 +11,9 @@ terminal's Ctrl-Z does not stop it), holds the read end of a pipe and a deadline
 - the goodbye (`disarm`) ends it quietly.
 The deadline is measured from *before* the renewal request was sent, minus a margin, so it
 always comes before the server's expiry. The guard is armed before the job may exec
-(supervise._fork_exec's gate): there is no instant in which the job runs unguarded.
+(spawn.Gated's gate): there is no instant in which the job runs unguarded.
+A guard forked ahead (standby.py) waits unarmed, harmless, until `arm`: until then a
+goodbye or singlerun's end lets it go without killing anything.
 """
 
 from __future__ import annotations
@@ -23,34 +25,55 @@ import signal
 import time
 
 _DONE = b"D"
+_ARM = b"A"  # + the first deadline, or nothing for none
 
 
-def _guard(read_fd: int, pgid: int, deadline: float | None) -> None:
-    """The child's whole life; never returns. Anything unexpected kills the job too.
-    Without a deadline (--on-lease-lost continue) it waits for singlerun's end alone."""
+def _standby(read_fd: int) -> bytes:
+    """Unarmed: wait for the arming line; return it with whatever came after it. A goodbye,
+    singlerun's end or anything unexpected ends the guard here, quietly."""
+    told = b""
+    with contextlib.suppress(BaseException):
+        while b"\n" not in told:
+            if not (chunk := os.read(read_fd, 4096)):
+                break
+            told += chunk
+        if told.startswith(_ARM) and b"\n" in told:
+            return told
+    os._exit(0)
+
+
+def _guard(read_fd: int, pgid: int, deadline: float | None, armed: bool) -> None:
+    """The child's whole life; never returns. Once armed, anything unexpected kills the job
+    too. Without a deadline (--on-lease-lost continue) it waits for singlerun's end alone."""
     with contextlib.suppress(BaseException):
         os.setsid()
-        buffered = b""
-        while deadline is None or (remaining := deadline - time.monotonic()) > 0:
-            ready, _, _ = select.select([read_fd], [], [], None if deadline is None else remaining)
-            if not ready:
-                continue
-            chunk = os.read(read_fd, 4096)
-            if not chunk:
-                break  # singlerun is gone without saying goodbye
-            buffered += chunk
+    buffered = b"" if armed else _standby(read_fd)
+    with contextlib.suppress(BaseException):
+        while True:
             *lines, buffered = buffered.split(b"\n")
             if _DONE in lines:
                 os._exit(0)
-            if lines and deadline is not None:
-                deadline = float(lines[-1])
+            for line in lines:
+                if line.startswith(_ARM):
+                    deadline = float(line[1:]) if line[1:] else None
+                elif deadline is not None:
+                    deadline = float(line)
+            remaining = None if deadline is None else deadline - time.monotonic()
+            if remaining is not None and remaining <= 0:
+                break
+            if not select.select([read_fd], [], [], remaining)[0]:
+                continue
+            if not (chunk := os.read(read_fd, 4096)):
+                break  # singlerun is gone without saying goodbye
+            buffered += chunk
     with contextlib.suppress(BaseException):
         os.killpg(pgid, signal.SIGKILL)
     os._exit(0)
 
 
 class Watchdog:
-    def __init__(self, pgid: int, deadline: float | None) -> None:
+    def __init__(self, pgid: int, deadline: float | None, *, armed: bool = True) -> None:
+        self.pgid = pgid
         read_fd, self._write_fd = os.pipe()
         self.pid = os.fork()
         if self.pid == 0:  # the guard
@@ -60,9 +83,27 @@ class Watchdog:
             os.closerange(read_fd + 1, os.sysconf("SC_OPEN_MAX"))
             # Terminal and forwarded signals are singlerun's to act on, not the guard's.
             signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM, signal.SIGHUP})
-            _guard(read_fd, pgid, deadline)
+            _guard(read_fd, pgid, deadline, armed)
         os.close(read_fd)
         os.set_inheritable(self._write_fd, False)
+
+    def arm(self, deadline: float | None) -> bool:
+        """Arm a guard forked unarmed; False if it is gone (someone killed it)."""
+        try:
+            gone = os.waitpid(self.pid, os.WNOHANG)[0] != 0
+        except ChildProcessError:
+            gone = True
+        if gone:  # reaped here: never `reap`ed again (its PID may be a new child's)
+            os.close(self._write_fd)
+            return False
+        told = "" if deadline is None else repr(deadline)
+        with contextlib.suppress(OSError):
+            os.write(self._write_fd, _ARM + told.encode() + b"\n")
+        return True
+
+    def abandon(self) -> None:
+        """Let an unarmed guard go: it exits without killing anything; reaped by `reap`."""
+        self.disarm()
 
     def extend(self, deadline: float) -> None:
         with contextlib.suppress(OSError):  # the guard is gone: it has killed the job

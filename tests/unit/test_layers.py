@@ -22,6 +22,7 @@ LAYER_OF = {
     "singlerun.watchdog": "supervision",
     "singlerun.supervise": "supervision",
     "singlerun.spawn": "supervision",
+    "singlerun.standby": "supervision",
     "singlerun.attempts": "supervision",
     "singlerun.ticker": "supervision",
     "singlerun.runner": "run",

@@ -1,0 +1,117 @@
+"""A network waiter forks its job and the job's watchdog while it waits (singlerun/standby.py,
+issue 21): the job held at a gate, the watchdog unarmed. Neither may run, kill or outlive
+anything: a waiter that leaves the queue takes both with it, one killed meanwhile is
+replaced at the handoff, and the job is guarded from its first instant as before."""
+
+import os
+import signal
+import time
+
+import psutil
+import pytest
+
+from tests.conftest import wait_for
+
+
+def _standby(waiter_pid: int) -> tuple[int, int]:
+    """(the job at its gate, its watchdog): the waiter's two children, told apart by the
+    watchdog's session of its own and the job's process group of its own."""
+
+    def found():
+        kids = psutil.Process(waiter_pid).children()
+        job = [p.pid for p in kids if os.getpgid(p.pid) == p.pid and os.getsid(p.pid) != p.pid]
+        dog = [p.pid for p in kids if os.getsid(p.pid) == p.pid]
+        return (job[0], dog[0]) if len(kids) == 2 and job and dog else None
+
+    return wait_for(found, what="the waiter's job and watchdog forked")
+
+
+def _gone(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
+def _holder(rr, name: str, release):
+    script = f"while [ ! -e {release} ]; do sleep 0.02; done"
+    holder = rr.start("-n", name, "--", "sh", "-c", script)
+    wait_for(lambda: rr.run("status", "-n", name).returncode == 0, what="the holder running")
+    return holder
+
+
+@pytest.mark.parametrize("leaving", ["SIGTERM", "--wait-timeout"])
+def test_a_waiter_that_leaves_the_queue_takes_its_forked_job_and_watchdog_along(
+    rr, tmp_path, leaving
+):
+    release, ran = tmp_path / "release", tmp_path / "ran"
+    holder = _holder(rr, "sb", release)
+    timeout = ["--wait-timeout", "3s"] if leaving == "--wait-timeout" else []
+    waiter = rr.start("-n", "sb", "--wait", *timeout, "--", "touch", str(ran))
+    job, dog = _standby(waiter.pid)
+    assert not ran.exists()
+    if leaving == "SIGTERM":
+        waiter.send_signal(signal.SIGTERM)
+    assert waiter.wait(15) == (143 if leaving == "SIGTERM" else 75), waiter.stderr.read()
+    for pid in (job, dog):  # reaped by the waiter itself: not even a zombie is left
+        with pytest.raises(psutil.NoSuchProcess):
+            psutil.Process(pid).status()
+    assert holder.poll() is None  # the unarmed watchdog killed nothing
+    release.touch()
+    assert holder.wait(15) == 0
+    assert not ran.exists()
+
+
+def test_a_waiter_killed_while_waiting_leaves_nothing_behind(rr, tmp_path):
+    release, ran = tmp_path / "release", tmp_path / "ran"
+    holder = _holder(rr, "sk", release)
+    waiter = rr.start("-n", "sk", "--wait", "--", "touch", str(ran))
+    job, dog = _standby(waiter.pid)
+    waiter.kill()
+    waiter.wait(15)
+    # Each sees its pipe close and exits by itself (a zombie of this subreaper, then).
+    wait_for(lambda: _gone(job) and _gone(dog), what="the forked job and watchdog gone")
+    assert holder.poll() is None  # the watchdog was never armed: it killed nothing
+    release.touch()
+    assert holder.wait(15) == 0
+    assert not ran.exists()
+
+
+def test_a_forked_job_killed_while_waiting_is_forked_again_at_the_handoff(rr, tmp_path):
+    release, out = tmp_path / "release", tmp_path / "out"
+    holder = _holder(rr, "sa", release)
+    script = f'echo "$SINGLERUN_FENCING_TOKEN $SINGLERUN_JOB_NAME" > {out}'
+    waiter = rr.start("-n", "sa", "--wait", "--", "sh", "-c", script)
+    job, dog = _standby(waiter.pid)
+    os.kill(job, signal.SIGKILL)
+    wait_for(lambda: _gone(job), what="the forked job killed")
+    time.sleep(0.2)  # still waiting, unaffected
+    assert waiter.poll() is None
+    release.touch()
+    assert holder.wait(15) == 0
+    assert waiter.wait(15) == 0, waiter.stderr.read()
+    token, name = out.read_text().split()
+    assert name == "sa" and token.isdigit()
+    assert _gone(dog)  # the watchdog forked for the dead one was let go of
+
+
+@pytest.mark.parametrize("fault", ["KILL", "STOP"])
+def test_a_queued_waiters_job_is_guarded_from_its_first_instant(rr, server, tmp_path, fault):
+    """As test_network.test_no_instant_of_a_job_without_its_watchdog, for the job forked
+    while it waited: its watchdog, armed at the handoff, kills it before the lease can
+    lapse when the job kills or freezes its singlerun the moment it runs."""
+    release, pidfile = tmp_path / "release", tmp_path / "job.pid"
+    holder = _holder(rr, "sg", release)
+    job = f"echo $$ > {pidfile}; kill -{fault} $PPID; exec sleep 30"
+    waiter = rr.start("-n", "sg", "--wait", "--lease-ttl", "3s", "--", "sh", "-c", job)
+    _standby(waiter.pid)
+    release.touch()
+    try:
+        pid = int(wait_for(lambda: pidfile.exists() and pidfile.read_text().strip(), 30))
+        t0 = time.monotonic()
+        wait_for(lambda: _gone(pid), timeout=5, what="the job killed by its watchdog")
+        assert time.monotonic() - t0 < 3.0
+    finally:
+        waiter.send_signal(signal.SIGCONT)
+    assert holder.wait(15) == 0
+    assert waiter.wait(15) == (-9 if fault == "KILL" else 125)
