@@ -3,8 +3,9 @@ Redis drain stays above 1.5x the lock directory's time).
 
 Measured from a process the size of a network waiter (singlerun, its CLI and redis-py
 loaded): starting the job as the lock directory does (`posix_spawn`), as a network lease
-must (a forked child held at a gate until the watchdog is armed: issue 23), and as a gate
-that is a shell would; the watchdog's fork; and one script call's round trip to a
+must (a forked child held at a gate until the watchdog is armed: issue 23), the same child
+forked ahead as a network `--wait` run does (standby.py: only its release is timed), and
+as a gate that is a shell would; the watchdog's fork; and one script call's round trip to a
 redis-server of its own on a loopback port (a Redis handoff makes four: the wake-up,
 ACQUIRE, PUBLISH, RELEASE).
 The shell gate is not used, cheaper as it is: dash drops environment entries whose names
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import statistics
 import sys
 import tempfile
@@ -32,6 +34,7 @@ import singlerun.cli
 import singlerun.runner
 import singlerun.store.redis.store
 import singlerun.ticker  # noqa: F401  # a waiter has all of these loaded
+from singlerun.spawn import Gated, dispositions
 from testbed.servers import RedisServer
 
 _children: list[int] = []
@@ -62,6 +65,20 @@ def forked_gate_true() -> None:
     os.write(w, b"G")
     os.close(w)
     os.waitpid(pid, 0)
+
+
+def released_true(n: int) -> float:
+    """The job forked ahead and held at its gate (spawn.Gated, as standby.py forks it while
+    a network waiter waits): from its release to its end, the fork not counted."""
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, [])
+    times = []
+    for _ in range(n):
+        job = Gated(["true"], dict(os.environ), mask, dispositions())
+        time.sleep(0.002)  # it waits at its gate
+        t = time.perf_counter()
+        os.waitpid(job.release({}, None), 0)
+        times.append(time.perf_counter() - t)
+    return 1000 * statistics.median(times)
 
 
 def shell_gate_true() -> None:
@@ -101,6 +118,8 @@ def main() -> None:
         ("a fork's whole life: fork, exit, reap", fork_exit_reap),
     ]
     figures = [(what, _median_ms(f, n)) for what, f in rows]
+    figures.insert(2, ("the same, forked ahead: its release, exec + wait (a network `--wait` run)",
+                       released_true(n)))  # fmt: skip
     for pid in _children:
         os.waitpid(pid, 0)
     work = Path(tempfile.mkdtemp(prefix="singlerun-floor-"))
