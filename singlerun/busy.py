@@ -1,6 +1,8 @@
 """The key is taken: what a store raises when no slot is free, and what the runner words."""
 
-from __future__ import annotations
+# No `from __future__ import annotations` here: NamedTuple compiles each string annotation
+# into a ForwardRef, a cost every run paid at start-up (issue 21). Forward references are
+# quoted instead.
 
 from typing import TYPE_CHECKING, NamedTuple
 
@@ -17,7 +19,7 @@ class LockBusy(SinglerunError):
 
     exit_code: int = ExitCode.CONFLICT
 
-    def __init__(self, key: JobKey, holders: list[Record]) -> None:
+    def __init__(self, key: "JobKey", holders: "list[Record]") -> None:
         super().__init__(f"{key} is already running")
         self.key = key
         self.holders = holders
@@ -36,6 +38,6 @@ class HeldBack(LockBusy):
         wait: float  # seconds until grants resume, as the server saw it
         lost: bool  # a holder from before re-took its lease: its data was surely lost
 
-    def __init__(self, key: JobKey, why: HeldBack.Why) -> None:
+    def __init__(self, key: "JobKey", why: "HeldBack.Why") -> None:
         super().__init__(key, [])
         self.why = why

@@ -1,7 +1,9 @@
 """A finished run's row, and its codec: one line of JSON, the format every store keeps
 (the lock directory's journal, the Redis stream, the PostgreSQL table)."""
 
-from __future__ import annotations
+# No `from __future__ import annotations` here: NamedTuple compiles each string annotation
+# into a ForwardRef, a cost every run paid at start-up (issue 21). Forward references are
+# quoted instead.
 
 from typing import TYPE_CHECKING, NamedTuple
 
@@ -34,12 +36,12 @@ class Run(NamedTuple):
     @classmethod
     def of(
         cls,
-        record: Record,
+        record: "Record",
         ended_at: float | None,
         exit_status: int | None,
         outcome: str,
         stopped_by: str = "",
-    ) -> Run:
+    ) -> "Run":
         """The row of the run `record` names."""
         return cls(
             record.job_id,
@@ -59,7 +61,7 @@ class Run(NamedTuple):
         )
 
     @classmethod
-    def lost(cls, record: Record) -> Run:
+    def lost(cls, record: "Record") -> "Run":
         """The row of a run whose singlerun died: its end and status are unknown."""
         return cls.of(record, None, None, "lost")
 

@@ -1,6 +1,8 @@
 """Job keys (group, name): validation, the name derived from a command, safe file names."""
 
-from __future__ import annotations
+# No `from __future__ import annotations` here: NamedTuple compiles each string annotation
+# into a ForwardRef, a cost every run paid at start-up (issue 21). Forward references are
+# quoted instead.
 
 import os
 from typing import NamedTuple
@@ -64,13 +66,13 @@ class JobKey(NamedTuple):
     name: str
 
     @classmethod
-    def make(cls, group: str, name: str) -> JobKey:
+    def make(cls, group: str, name: str) -> "JobKey":
         _check("group", group)
         _check("name", name)
         return cls(group, name)
 
     @classmethod
-    def for_command(cls, group: str, argv: list[str]) -> JobKey:
+    def for_command(cls, group: str, argv: list[str]) -> "JobKey":
         """run-one's key: the program's basename, plus a hash of the whole argv if it has args."""
         program = os.path.basename(argv[0].rstrip("/")) or argv[0]
         base = "".join(c if ord(c) >= 0x20 and c != "\x7f" else "?" for c in program)
@@ -100,7 +102,7 @@ class JobKey(NamedTuple):
         return f"~{digest}"
 
     @staticmethod
-    def from_stem(stem: str) -> JobKey | None:
+    def from_stem(stem: str) -> "JobKey | None":
         """The key a stem encodes, or None for hashed or foreign stems."""
         group, dot, name = stem.partition(".")
         if not dot or "." in name:
@@ -119,7 +121,7 @@ class KeyFilter(NamedTuple):
     name: str | None = None
 
     @classmethod
-    def make(cls, group: str | None, name: str | None) -> KeyFilter:
+    def make(cls, group: str | None, name: str | None) -> "KeyFilter":
         """`-n` without `-g` means the default group, as for a run."""
         if name is not None:
             return cls(JobKey.make(group or DEFAULT_GROUP, name).group, name)
@@ -128,7 +130,7 @@ class KeyFilter(NamedTuple):
         return cls(group, None)
 
     @property
-    def key(self) -> JobKey | None:
+    def key(self) -> "JobKey | None":
         """The one key named with `-n`, if any."""
         return None if self.name is None else JobKey(self.group or DEFAULT_GROUP, self.name)
 

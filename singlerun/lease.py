@@ -10,7 +10,9 @@ The immutable ones are NamedTuples: every run imports this module, and a frozen 
 costs about four times as much to create at start-up (~0.5 ms for the three, measured).
 """
 
-from __future__ import annotations
+# No `from __future__ import annotations` here: NamedTuple compiles each string annotation
+# into a ForwardRef, a cost every run paid at start-up (issue 21). Forward references are
+# quoted instead.
 
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -22,7 +24,7 @@ if TYPE_CHECKING:
 class Reclaimed(NamedTuple):
     """What a dead run left behind: its record, or None if the record was unreadable."""
 
-    record: Record | None
+    record: "Record | None"
 
 
 class Lease:
@@ -31,7 +33,7 @@ class Lease:
 
     def __init__(
         self,
-        key: JobKey,
+        key: "JobKey",
         slot: int,
         token: str,
         ttl: float | None,
@@ -69,7 +71,7 @@ class StopRequest(NamedTuple):
         return f"{self.reason} {self.job_id} {self.signal} {self.kill_after!r}{by}"
 
     @classmethod
-    def parse(cls, data: object) -> StopRequest | None:
+    def parse(cls, data: object) -> "StopRequest | None":
         """None for anything a stopper does not write: a request is data from the store
         (a server anyone with its password can write), and a signal number or delay it
         names is acted on by the holder. Fields after the fifth are a newer singlerun's

@@ -5,7 +5,9 @@ raises: anything malformed, truncated or of another version is None, and unknown
 ignored so that newer writers stay readable.
 """
 
-from __future__ import annotations
+# No `from __future__ import annotations` here: NamedTuple compiles each string annotation
+# into a ForwardRef, a cost every run paid at start-up (issue 21). Forward references are
+# quoted instead.
 
 from typing import Any, NamedTuple
 
@@ -42,7 +44,7 @@ class Record(NamedTuple):
     # may be signalled on its word.
     owner_uid: int | None = None
 
-    def with_child(self, pid: int, started: float | None) -> Record:
+    def with_child(self, pid: int, started: float | None) -> "Record":
         return self._replace(child_pid=pid, child_started=started)
 
 

@@ -1,6 +1,8 @@
 """What one run was asked to do: the `run` subcommand's options, decided."""
 
-from __future__ import annotations
+# No `from __future__ import annotations` here: NamedTuple compiles each string annotation
+# into a ForwardRef, a cost every run paid at start-up (issue 21). Forward references are
+# quoted instead.
 
 import signal
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -22,7 +24,7 @@ class RunConfig(NamedTuple):
     lease_ttl: float = 30.0
     keep_running_without_lease: bool = False  # --on-lease-lost continue
     scrubbed: frozenset[str] = frozenset()  # option variables the job does not inherit
-    retry: Policy | None = None  # --retry / --respawn
+    retry: "Policy | None" = None  # --retry / --respawn
     wait: bool = False
     wait_timeout: float | None = None
     conflict_exit_code: int = ExitCode.CONFLICT
@@ -56,7 +58,7 @@ class RunConfig(NamedTuple):
         }
 
     @classmethod
-    def from_options(cls, argv: list[str], scrubbed: frozenset[str], **opts: Any) -> RunConfig:
+    def from_options(cls, argv: list[str], scrubbed: frozenset[str], **opts: Any) -> "RunConfig":
         """The `run` subcommand's options, by name; those that are not one field each are
         turned into the field they decide."""
         name, group = opts.pop("name"), opts.pop("group")
@@ -77,7 +79,7 @@ class RunConfig(NamedTuple):
         )
 
 
-def _policy(retries: int, delay: float, max_delay: float, respawn: bool) -> Policy | None:
+def _policy(retries: int, delay: float, max_delay: float, respawn: bool) -> "Policy | None":
     if not retries and not respawn:
         return None
     from singlerun.attempts import Policy  # lazy: most runs have one attempt

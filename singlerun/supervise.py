@@ -7,7 +7,9 @@ whole) and, when singlerun is in the foreground of a terminal, the terminal: Ctr
 reaches the job exactly once, and interactive programs work.
 """
 
-from __future__ import annotations
+# No `from __future__ import annotations` here: NamedTuple compiles each string annotation
+# into a ForwardRef, a cost every run paid at start-up (issue 21). Forward references are
+# quoted instead.
 
 import contextlib
 import os
@@ -164,7 +166,7 @@ def _next_signal(due: float | None) -> signal.struct_siginfo | None:
     return signal.sigtimedwait(JOB_SIGNALS, max(0.0, due - time.monotonic()))
 
 
-def _wait(pid: int, tty: int | None, limit: Limit | None, ticker: Ticker | None) -> Ended:
+def _wait(pid: int, tty: int | None, limit: Limit | None, ticker: "Ticker | None") -> Ended:
     now = time.monotonic()
     runtime_due = None if limit is None else now + limit.seconds
     tick_due = None if ticker is None else now + ticker.interval
@@ -212,8 +214,8 @@ def run(
     on_started: Callable[[int], None],
     guard: Callable[[int], None] | None = None,
     limit: Limit | None = None,
-    ticker: Ticker | None = None,
-    ready: Gated | None = None,
+    ticker: "Ticker | None" = None,
+    ready: "Gated | None" = None,
 ) -> Ended:
     """Run argv to completion and say how it ended.
 
@@ -254,7 +256,7 @@ def run(
             os.close(tty)
 
 
-def pause(seconds: float, ticker: Ticker | None) -> bool:
+def pause(seconds: float, ticker: "Ticker | None") -> bool:
     """Sleep between two attempts with the job's signals still blocked (as `run` leaves
     them); the lease is kept meanwhile. True if it was cut short: a terminating signal
     (not SIGWINCH or SIGCHLD), a stop request, or a lost lease."""
