@@ -49,6 +49,8 @@ class Lease:
         self.reclaimed = reclaimed
         self.handle = handle  # store-private state
         self.granted = granted  # monotonic time just before the grant was asked (leases)
+        # The record the grant published, naming the job forked ahead (Store.acquire's `job`)
+        self.named: Record | None = None
 
 
 REASONS = ("stopped", "replaced")  # what `stop` and `--replace` write

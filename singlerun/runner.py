@@ -101,7 +101,7 @@ class RunSession:
 
             self.standby = Standby()  # kept first: what it forks is let go of on every path
             self.standby.fork(cfg.command, cfg.job_env(self.me.job_id, 1))
-        self.lease = take(self.store, cfg, self.me)
+        self.lease = take(self.store, cfg, self.me, self.standby.ahead() if self.standby else None)
 
     def publish_the_record(self) -> None:
         lease, cfg = self._lease, self.cfg
@@ -113,6 +113,8 @@ class RunSession:
         if not cfg.quiet and (exposed := self.store.exposure()):
             say(f"warning: {cfg.key}: {exposed}", WARNING)
         self.me = self.me._replace(started_at=time.time(), token=lease.token, ttl=lease.ttl)
+        if lease.named is not None:  # as the grant published it, naming the job forked ahead
+            self.me = lease.named._replace(child_pid=None, child_started=None)
         if lease.ttl is None:  # a network lease's is published with the job's PID, before the
             self.store.publish(lease, self.me)  # job may run (guard): a request less, issue 21
         else:
@@ -191,14 +193,9 @@ class RunSession:
         """The next attempt's record, under a new job ID and a new grant of the kept lease;
         None if the lease was lost meanwhile (said)."""
         me = last._replace(
-            job_id=new_job_id(),
-            run_id=last.run_id or last.job_id,
-            attempt=last.attempt + 1,
-            started_at=time.time(),
-            child_pid=None,
-            child_started=None,
-            next_attempt_at=None,
-        )
+            job_id=new_job_id(), run_id=last.run_id or last.job_id, attempt=last.attempt + 1,
+            started_at=time.time(), child_pid=None, child_started=None, next_attempt_at=None,
+        )  # fmt: skip
         try:
             self.store.regrant(self._lease, me.job_id)
         except StoreError as exc:
@@ -245,7 +242,8 @@ class RunSession:
             the job may run, so a server that stops answering holds up no supervision."""
             assert ticker is not None
             ticker.guard(pid, self.standby.take_watchdog() if self.standby else None)
-            name_the_job(pid)
+            if lease.named is None or lease.named.child_pid != pid:  # not named by the grant
+                name_the_job(pid)
 
         def started(pid: int) -> None:
             if ticker is None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import signal
 
+from singlerun.identity import process_start_time
 from singlerun.signals import JOB_SIGNALS
 from singlerun.spawn import Gated, dispositions
 from singlerun.watchdog import Watchdog, reap
@@ -37,6 +38,10 @@ class Standby:
                 self.watchdog = Watchdog(self.job.pid, None, armed=False)
         finally:
             signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+
+    def ahead(self) -> tuple[int, float | None] | None:
+        """The job's PID and start time, for the grant to name it (Store.acquire's `job`)."""
+        return None if self.job is None else (self.job.pid, process_start_time(self.job.pid))
 
     def take_job(self) -> Gated | None:
         job, self.job = self.job, None

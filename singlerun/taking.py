@@ -50,7 +50,8 @@ def open_for(cfg: RunConfig) -> Store:
                 raise _conflict(cfg, busy) from None
 
 
-def take(store: Store, cfg: RunConfig, me: Record) -> Lease:
+def take(store: Store, cfg: RunConfig, me: Record, job: tuple[int, float | None] | None) -> Lease:
+    """The key, taken. `job`: the job's process, forked ahead (Store.acquire)."""
     deadline = cfg.deadline
     replaced: set[str] = set()
     while True:
@@ -61,6 +62,7 @@ def take(store: Store, cfg: RunConfig, me: Record) -> Lease:
                 slots=cfg.max_concurrent,
                 wait=cfg.wait and not cfg.replace,
                 deadline=deadline,
+                job=job,
             )
         except LockBusy as busy:
             signals.checkpoint()  # a signal that arrived meanwhile wins over the conflict

@@ -122,8 +122,16 @@ class StoreBase:
     # -- built on them ------------------------------------------------------------------------
 
     def acquire(
-        self, key: JobKey, me: Record, *, slots: int, wait: bool, deadline: float | None
+        self,
+        key: JobKey,
+        me: Record,
+        *,
+        slots: int,
+        wait: bool,
+        deadline: float | None,
+        job: tuple[int, float | None] | None = None,
     ) -> Lease:
+        self._ahead = job
         lease = None
         try:
             if not (wait and self.queue_first):
@@ -140,6 +148,19 @@ class StoreBase:
         except WaitTimeout as exc:
             exc.holders = self._named_holders(key, slots)
             raise
+
+    _ahead: tuple[int, float | None] | None = None  # acquire's `job`, for `_named`
+
+    def _named(self, me: Record, token: str, ttl: float) -> Record | None:
+        """The holder record a grant publishes when the job was forked ahead: it names the
+        job, so that the handoff needs no request more to say so (issue 21); else None."""
+        if self._ahead is None:
+            return None
+        import time
+
+        pid, started = self._ahead
+        named = me._replace(started_at=time.time(), ttl=ttl, token=token)
+        return named.with_child(pid, started)
 
     def holders(self, key: JobKey, slots: int) -> list[Record]:
         return [r for slot, r in self._slots_held(key) if slot < slots and r is not None]

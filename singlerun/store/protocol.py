@@ -56,9 +56,18 @@ class Store(Protocol):
         ...
 
     def acquire(
-        self, key: JobKey, me: Record, *, slots: int, wait: bool, deadline: float | None
+        self,
+        key: JobKey,
+        me: Record,
+        *,
+        slots: int,
+        wait: bool,
+        deadline: float | None,
+        job: tuple[int, float | None] | None = None,
     ) -> Lease:
         """Take a free slot of `key`, or queue (FIFO) until one frees or `deadline` passes.
+        `job`: the PID and start time of the job's process, forked ahead (standby.py); a
+        network store then names it in the record the grant publishes (Lease.named).
 
         Raises LockBusy (nothing free, not waiting), WaitTimeout, or StoreError.
         """

@@ -3,6 +3,7 @@ issue 21): the job held at a gate, the watchdog unarmed. Neither may run, kill o
 anything: a waiter that leaves the queue takes both with it, one killed meanwhile is
 replaced at the handoff, and the job is guarded from its first instant as before."""
 
+import json
 import os
 import signal
 import time
@@ -10,6 +11,8 @@ import time
 import psutil
 import pytest
 
+from singlerun.keys import JobKey
+from singlerun.record import parse
 from tests.conftest import wait_for
 
 
@@ -115,3 +118,39 @@ def test_a_queued_waiters_job_is_guarded_from_its_first_instant(rr, server, tmp_
         waiter.send_signal(signal.SIGCONT)
     assert holder.wait(15) == 0
     assert waiter.wait(15) == (-9 if fault == "KILL" else 125)
+
+
+def _published(server, ns: str, name: str):
+    """Slot 0's holder record as the server has it."""
+    stem = JobKey("default", name).stem
+    if server.kind == "redis":
+        data = server.client().hget(f"{ns}:{{{stem}}}:recs", "0")
+    else:
+        (data,) = server.sql(f'SELECT record FROM "{ns}".holders WHERE stem = %s', stem)[0]
+    return parse(bytes(data))
+
+
+def test_the_grant_publishes_the_record_naming_the_job_forked_ahead(rr, server, ns, tmp_path):
+    """The handoff makes no request to name the job: the grant's record already does, with
+    the grant's own fencing token and start time (not the time the waiter began to wait)."""
+    release, out = tmp_path / "release", tmp_path / "out"
+    holder = _holder(rr, "sn", release)
+    script = f'echo "$$ $SINGLERUN_FENCING_TOKEN $SINGLERUN_JOB_ID" > {out}; exec sleep 30'
+    waiter = rr.start("-n", "sn", "--wait", "--", "sh", "-c", script)
+    job, _ = _standby(waiter.pid)
+    time.sleep(1.5)  # waited a while
+    release.touch()
+    assert holder.wait(15) == 0
+    pid, token, job_id = wait_for(lambda: out.exists() and out.read_text().split(), 15)
+    t_started = time.time()
+    record = _published(server, ns, "sn")
+    assert record is not None, "a record the server holds and singlerun can read"
+    assert (record.job_id, record.pid, record.child_pid) == (job_id, waiter.pid, int(pid))
+    assert int(pid) == job
+    assert record.token == token and token.isdigit()
+    assert record.child_started is not None and record.ttl is not None
+    assert t_started - 1.0 < record.started_at <= t_started  # the grant's time, not the wait's
+    (entry,) = json.loads(rr.run("status", "--json", "-n", "sn").stdout)
+    assert (entry["state"], entry["job_id"]) == ("running", job_id)
+    waiter.send_signal(signal.SIGTERM)
+    assert waiter.wait(15) == 143

@@ -203,7 +203,7 @@ class _Monitor:
 
 def test_a_contended_run_costs_ten_requests_or_fewer_whatever_the_queue(rr, redis_server):
     """Issue 21: a waiter's whole run, from its connection to its history row, asks the
-    server at most 10 times, with 3 or 20 waiting (before: about 20, on three connections:
+    server at most 10 times (7 now), with 3 or 20 waiting (before: about 20, on three connections:
     a subscription, ENQUEUE and ACQUIRE each wake-up, a HELLO per connection)."""
     for n in (3, 20):
         name = f"c{n}"
@@ -216,4 +216,6 @@ def test_a_contended_run_costs_ten_requests_or_fewer_whatever_the_queue(rr, redi
             assert w.wait(60) == 0, w.stderr.read()
         runs = monitor.per_waiter()
         assert len(runs) == n, runs
-        assert max(len(r) for r in runs.values()) <= 10, runs
+        # 7 since the grant names the job forked ahead: CLIENT SETNAME, PING, ACQUIRE (its
+        # place), BLPOP, ACQUIRE (the grant), RELEASE, XADD; no PUBLISH at the handoff.
+        assert max(len(r) for r in runs.values()) <= 7, runs

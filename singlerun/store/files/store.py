@@ -141,8 +141,16 @@ class FileStore(StoreBase):
         return None
 
     def acquire(
-        self, key: JobKey, me: Record, *, slots: int, wait: bool, deadline: float | None
+        self,
+        key: JobKey,
+        me: Record,
+        *,
+        slots: int,
+        wait: bool,
+        deadline: float | None,
+        job: tuple[int, float | None] | None = None,
     ) -> Lease:
+        # `job` is never given: a kernel lock needs no watchdog, so nothing is forked ahead.
         lease = super().acquire(key, me, slots=slots, wait=wait, deadline=deadline)
         # A shared flock on the directory while the key is held: systemd-tmpfiles (which
         # ages /tmp out after 10 days on Fedora and RHEL, older versions honouring only a

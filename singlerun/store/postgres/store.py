@@ -85,19 +85,23 @@ class PostgresStore(StoreBase):
                 raise self.db.psycopg.errors.LockNotAvailable("--wait-timeout")
             self.db.sleep(float(left[0][1]))  # interruptible: a signal ends the session
         (fence,) = self._q("SELECT nextval('{s}.fence')")[0]
+        named = self._named(me, str(fence), self.ttl)
+        record = encode(named or me)
         asked = time.monotonic()  # before the row's lease starts on the server's clock
         self._q(
             "INSERT INTO {s}.holders (stem, slot, job_id, fence, record, lock_key, ttl) "
             "VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (stem, slot) DO UPDATE SET "
             "job_id = excluded.job_id, fence = excluded.fence, record = excluded.record, "
             "lock_key = excluded.lock_key, ttl = excluded.ttl, renewed_at = clock_timestamp()",
-            key.stem, slot, me.job_id, fence, encode(me), lock, self.ttl,
+            key.stem, slot, me.job_id, fence, record, lock, self.ttl,
         )  # fmt: skip
         self._q("DELETE FROM {s}.stops WHERE stem = %s AND slot = %s", key.stem, slot)
         self.db.listen(stops.channel(self.db, key))
         reclaimed = Reclaimed(parse(bytes(left[0][0]))) if left else None
-        held = _Held(me.job_id, lock, renew_at=asked + self.ttl / 3)
-        return Lease(key, slot, str(fence), self.ttl, None, reclaimed, held, asked)
+        held = _Held(me.job_id, lock, record if named else b"", renew_at=asked + self.ttl / 3)
+        lease = Lease(key, slot, str(fence), self.ttl, None, reclaimed, held, asked)
+        lease.named = named
+        return lease
 
     def _sleep_on_slot(self, key: JobKey, me: Record, deadline: float | None) -> Lease:
         self.db.q("SELECT pg_advisory_lock(%s)", self._slot_lock(key, 0), blocking=True)

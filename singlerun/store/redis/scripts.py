@@ -116,7 +116,9 @@ end
 """
 
 # ARGV: base, slots, job_id, ttl_ms, waiting (0/1), record, stem, keys-set, epoch key,
-# grace_ms, place. Returns as above, or {-3, ms to wait, 1 if a holder re-asserted a lease}.
+# grace_ms, place, holder record. Returns as above, or {-3, ms to wait, 1 if a holder
+# re-asserted a lease}. The holder record ('' : the record) is what a grant publishes: one
+# that names the job forked ahead, its "token":"" filled in with the fence (issue 21).
 # A waiter's ask is also its place in the queue (one request a wake-up, issue 21): it joins
 # the queue at `place` ('' the first time: a new place), or keeps the place it has, which
 # it also gets back after its ticket expired (paused, cut off) or the server lost its data
@@ -175,7 +177,11 @@ for slot = 0, slots - 1 do
     local fence = next_fence(base)
     redis.call('SET', lease, me .. ' ' .. fence, 'PX', ttl)
     local left = sized(redis.call('HGET', base .. ':recs', slot))
-    redis.call('HSET', base .. ':recs', slot, ARGV[6])
+    local rec, at = ARGV[6], string.find(ARGV[12], '"token":""', 1, true)
+    if at then
+      rec = string.sub(ARGV[12], 1, at + 8) .. fence .. string.sub(ARGV[12], at + 9)
+    end
+    redis.call('HSET', base .. ':recs', slot, rec)
     redis.call('DEL', base .. ':stop:' .. slot)
     if waiting then
       redis.call('ZREM', base .. ':queue', me)

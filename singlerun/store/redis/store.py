@@ -92,11 +92,14 @@ class RedisStore(StoreBase):
         its `spot`: the ask also keeps its place in the queue (scripts.ACQUIRE), which the
         reply updates. Raises HeldBack while the server's data is too new to trust."""
         base = self._base(key)
+        named = self._named(me, "", self.ttl)  # its token is the fence, filled in by the script
+        holding = b"" if named is None else encode(named)
         asked = time.monotonic()  # the lease's clock starts no later than the server's
         record = encode(me)
         args = (base, slots, me.job_id, self._ttl_ms, int(spot is not None), record, key.stem)
         epoch = (f"{self.prefix}keys", f"{self.prefix}epoch", int(GRACE * 1000))
-        reply = self._run("ACQUIRE", *args, *epoch, "" if spot is None else spot.place)
+        place = "" if spot is None else spot.place
+        reply = self._run("ACQUIRE", *args, *epoch, place, holding)
         with self._errors("use"):  # a reply of another shape: one line, never a crash
             if not isinstance(reply, list):
                 raise TypeError(f"{type(reply).__name__} for a list")
@@ -110,8 +113,12 @@ class RedisStore(StoreBase):
                 return None
             slot, fence, left = int(reply[0]), str(int(reply[1])), reply[2]
         reclaimed = None if not left else Reclaimed(parse(left))
+        if named is not None:  # as the script wrote it
+            record = holding.replace(b'"token":""', b'"token":"%s"' % fence.encode(), 1)
         held = _Held(f"{me.job_id} {fence}", record)
-        return Lease(key, slot, fence, self.ttl, None, reclaimed, held, asked)
+        lease = Lease(key, slot, fence, self.ttl, None, reclaimed, held, asked)
+        lease.named = None if named is None else named._replace(token=fence)
+        return lease
 
     def _held_back(self, wait: float, lost: bool) -> HeldBack.Why:
         why = "lost its data and a holder from before re-took its lease" if lost else (
