@@ -41,6 +41,7 @@ class Lease:
         reclaimed: Reclaimed | None,
         handle: Any,
         granted: float = 0.0,
+        named: "Record | None" = None,
     ) -> None:
         self.key, self.slot = key, slot
         self.token = token  # identifies this grant; a fencing token on network stores
@@ -50,7 +51,7 @@ class Lease:
         self.handle = handle  # store-private state
         self.granted = granted  # monotonic time just before the grant was asked (leases)
         # The record the grant published, naming the job forked ahead (Store.acquire's `job`)
-        self.named: Record | None = None
+        self.named = named
 
 
 REASONS = ("stopped", "replaced")  # what `stop` and `--replace` write

@@ -99,9 +99,7 @@ class PostgresStore(StoreBase):
         self.db.listen(stops.channel(self.db, key))
         reclaimed = Reclaimed(parse(bytes(left[0][0]))) if left else None
         held = _Held(me.job_id, lock, record if named else b"", renew_at=asked + self.ttl / 3)
-        lease = Lease(key, slot, str(fence), self.ttl, None, reclaimed, held, asked)
-        lease.named = named
-        return lease
+        return Lease(key, slot, str(fence), self.ttl, None, reclaimed, held, asked, named)
 
     def _sleep_on_slot(self, key: JobKey, me: Record, deadline: float | None) -> Lease:
         self.db.q("SELECT pg_advisory_lock(%s)", self._slot_lock(key, 0), blocking=True)

@@ -116,9 +116,8 @@ class RedisStore(StoreBase):
         if named is not None:  # as the script wrote it
             record = holding.replace(b'"token":""', b'"token":"%s"' % fence.encode(), 1)
         held = _Held(f"{me.job_id} {fence}", record)
-        lease = Lease(key, slot, fence, self.ttl, None, reclaimed, held, asked)
-        lease.named = None if named is None else named._replace(token=fence)
-        return lease
+        named = None if named is None else named._replace(token=fence)
+        return Lease(key, slot, fence, self.ttl, None, reclaimed, held, asked, named)
 
     def _held_back(self, wait: float, lost: bool) -> HeldBack.Why:
         why = "lost its data and a holder from before re-took its lease" if lost else (
