@@ -104,7 +104,8 @@ class Gated:
                     told = gate.read()  # until the parent closes its end
                 if told[:1] != _OPEN:
                     os._exit(ExitCode.INTERNAL)  # singlerun is gone: never run unguarded
-                more = (e.partition("=") for e in told[1:].decode().split("\0") if e)
+                extra = told[1:].decode(errors="surrogateescape")  # as os.environ's
+                more = (e.partition("=") for e in extra.split("\0") if e)
                 env.update({k: v for k, _, v in more})
                 os.execvpe(argv[0], argv, env)
             except OSError as exc:
@@ -141,7 +142,8 @@ class Gated:
                 if isinstance(exc, OSError):  # not the command's fault: no 126/127
                     raise SpawnError(f"cannot guard the job: {exc.strerror or exc}") from None
                 raise
-        told = _OPEN + "\0".join(f"{k}={v}" for k, v in more.items()).encode()
+        extra = "\0".join(f"{k}={v}" for k, v in more.items())
+        told = _OPEN + extra.encode(errors="surrogateescape")
         with contextlib.suppress(BrokenPipeError):  # killed meanwhile: reaped as the job
             os.write(self._gate_w, told)  # the child reads until the end: never stuck
         os.close(self._gate_w)
