@@ -6,8 +6,8 @@ loaded): starting the job as the lock directory does (`posix_spawn`), as a netwo
 must (a forked child held at a gate until the watchdog is armed: issue 23), the same child
 forked ahead as a network `--wait` run does (standby.py: only its release is timed), and
 as a gate that is a shell would; the watchdog's fork; and one script call's round trip to a
-redis-server of its own on a loopback port (a Redis handoff makes four: the wake-up,
-ACQUIRE, PUBLISH, RELEASE).
+redis-server of its own on a loopback port (a Redis handoff makes three: the wake-up,
+ACQUIRE, which also names the job, RELEASE).
 The shell gate is not used, cheaper as it is: dash drops environment entries whose names
 are not shell identifiers (`a-b=1`), runs a file without `#!` as a script where a
 lock-directory run exits 126, and bash as /bin/sh adds `_` to the job's environment.
