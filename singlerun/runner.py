@@ -187,6 +187,8 @@ class RunSession:
         waiting = last.record._replace(child_pid=None, child_started=None, next_attempt_at=later)
         self.books.publish(self._lease, waiting)
         self.books.history(last.record, self._lease, last.code, last.outcome, last.stopped_by)
+        if self.ticker is not None:
+            self.ticker.reap()  # the ended attempt's watchdog: a respawn loop keeps none
         return note
 
     def _next_attempt(self, last: Record) -> Record | None:

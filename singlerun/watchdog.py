@@ -8,7 +8,7 @@ terminal's Ctrl-Z does not stop it), holds the read end of a pipe and a deadline
 - each renewal writes a new deadline (CLOCK_MONOTONIC is one clock for every process);
 - when the deadline passes, or the pipe closes without a goodbye (singlerun died), it
   SIGKILLs the job's whole process group at once and exits;
-- the goodbye (`disarm`) ends it quietly.
+- after the goodbye (`disarm`) it kills nothing, and exits when the pipe closes (`reap`).
 The deadline is measured from *before* the renewal request was sent, minus a margin, so it
 always comes before the server's expiry. The guard is armed before the job may exec
 (spawn.Gated's gate): there is no instant in which the job runs unguarded.
@@ -42,6 +42,15 @@ def _standby(read_fd: int) -> bytes:
     os._exit(0)
 
 
+def _linger(read_fd: int) -> None:
+    """Disarmed: kill nothing, ever; exit once singlerun closes the pipe (`reap`, after the
+    release), so that this interpreter's exit takes no CPU from the handoff (issue 21)."""
+    with contextlib.suppress(BaseException):
+        while os.read(read_fd, 4096):
+            pass
+    os._exit(0)
+
+
 def _guard(read_fd: int, pgid: int, deadline: float | None, armed: bool) -> None:
     """The child's whole life; never returns. Once armed, anything unexpected kills the job
     too. Without a deadline (--on-lease-lost continue) it waits for singlerun's end alone."""
@@ -52,7 +61,7 @@ def _guard(read_fd: int, pgid: int, deadline: float | None, armed: bool) -> None
         while True:
             *lines, buffered = buffered.split(b"\n")
             if _DONE in lines:
-                os._exit(0)
+                _linger(read_fd)
             for line in lines:
                 if line.startswith(_ARM):
                     deadline = float(line[1:]) if line[1:] else None
@@ -110,19 +119,21 @@ class Watchdog:
             os.write(self._write_fd, f"{deadline!r}\n".encode())
 
     def disarm(self) -> None:
-        """The job has ended: let the guard go. It is reaped by `reap`, once the key is let
-        go of: a forked interpreter takes milliseconds to exit (issue 21: a handoff)."""
+        """The job has ended: from now on the guard kills nothing. It exits when `reap` lets
+        it go, once the key is released: a forked interpreter's exit takes a millisecond of
+        CPU, which the next holder's handoff would wait for (issue 21)."""
         with contextlib.suppress(OSError):
             os.write(self._write_fd, _DONE + b"\n")
-        os.close(self._write_fd)
-        _let_go.append(self.pid)
+        _let_go.append(self)
 
 
-_let_go: list[int] = []  # guards disarmed, not yet reaped
+_let_go: list[Watchdog] = []  # guards disarmed, not yet let go of
 
 
 def reap() -> None:
-    """Reap every guard let go of (each has exited, or is about to): none is left a zombie."""
+    """Let every disarmed guard go and reap it: none is left running or a zombie."""
     while _let_go:
+        guard = _let_go.pop()
+        os.close(guard._write_fd)
         with contextlib.suppress(ChildProcessError):
-            os.waitpid(_let_go.pop(), 0)
+            os.waitpid(guard.pid, 0)

@@ -3,6 +3,7 @@ issue 21): the job held at a gate, the watchdog unarmed. Neither may run, kill o
 anything: a waiter that leaves the queue takes both with it, one killed meanwhile is
 replaced at the handoff, and the job is guarded from its first instant as before."""
 
+import contextlib
 import json
 import os
 import signal
@@ -154,3 +155,20 @@ def test_the_grant_publishes_the_record_naming_the_job_forked_ahead(rr, server, 
     assert (entry["state"], entry["job_id"]) == ("running", job_id)
     waiter.send_signal(signal.SIGTERM)
     assert waiter.wait(15) == 143
+
+
+def test_a_retrying_run_keeps_one_watchdog_not_one_per_attempt(rr, tmp_path):
+    """Each attempt's watchdog is let go of and reaped before the next attempt starts (a
+    --respawn loop that ran for months must not pile up one per attempt, even as zombies)."""
+    runs = tmp_path / "runs"
+    script = f"echo $$ >> {runs}; sleep 0.4; exit 1"
+    proc = rr.start("-n", "sr", "--retry", "5", "--retry-delay", "0.1s", "--", "sh", "-c", script)
+    most = 0
+    while proc.poll() is None:
+        with contextlib.suppress(psutil.Error):
+            kids = psutil.Process(proc.pid).children()
+            most = max(most, len(kids))  # the attempt's job and its watchdog, at most
+        time.sleep(0.05)
+    assert proc.returncode == 1, proc.stderr.read()
+    assert len(runs.read_text().split()) == 6
+    assert 1 <= most <= 2
