@@ -44,41 +44,48 @@ def _holder(rr, name: str, release):
     return holder
 
 
+def _queued(rr, tmp_path, name: str, *options: str):
+    """A holder of `name`, and a waiter queued behind it whose job would create `ran`:
+    (holder, release file, ran file, waiter, its forked job's PID, its watchdog's PID)."""
+    release, ran = tmp_path / "release", tmp_path / "ran"
+    holder = _holder(rr, name, release)
+    waiter = rr.start("-n", name, "--wait", *options, "--", "touch", str(ran))
+    job, dog = _standby(waiter.pid)
+    assert not ran.exists()
+    return holder, release, ran, waiter, job, dog
+
+
+def _nothing_ran(holder, release, ran) -> None:
+    """The holder was left alone (an unarmed watchdog kills nothing) and ends as it would;
+    the waiter's job never ran."""
+    assert holder.poll() is None
+    release.touch()
+    assert holder.wait(15) == 0
+    assert not ran.exists()
+
+
 @pytest.mark.parametrize("leaving", ["SIGTERM", "--wait-timeout"])
 def test_a_waiter_that_leaves_the_queue_takes_its_forked_job_and_watchdog_along(
     rr, tmp_path, leaving
 ):
-    release, ran = tmp_path / "release", tmp_path / "ran"
-    holder = _holder(rr, "sb", release)
     timeout = ["--wait-timeout", "3s"] if leaving == "--wait-timeout" else []
-    waiter = rr.start("-n", "sb", "--wait", *timeout, "--", "touch", str(ran))
-    job, dog = _standby(waiter.pid)
-    assert not ran.exists()
+    holder, release, ran, waiter, job, dog = _queued(rr, tmp_path, "sb", *timeout)
     if leaving == "SIGTERM":
         waiter.send_signal(signal.SIGTERM)
     assert waiter.wait(15) == (143 if leaving == "SIGTERM" else 75), waiter.stderr.read()
     for pid in (job, dog):  # reaped by the waiter itself: not even a zombie is left
         with pytest.raises(psutil.NoSuchProcess):
             psutil.Process(pid).status()
-    assert holder.poll() is None  # the unarmed watchdog killed nothing
-    release.touch()
-    assert holder.wait(15) == 0
-    assert not ran.exists()
+    _nothing_ran(holder, release, ran)
 
 
 def test_a_waiter_killed_while_waiting_leaves_nothing_behind(rr, tmp_path):
-    release, ran = tmp_path / "release", tmp_path / "ran"
-    holder = _holder(rr, "sk", release)
-    waiter = rr.start("-n", "sk", "--wait", "--", "touch", str(ran))
-    job, dog = _standby(waiter.pid)
+    holder, release, ran, waiter, job, dog = _queued(rr, tmp_path, "sk")
     waiter.kill()
     waiter.wait(15)
     # Each sees its pipe close and exits by itself (a zombie of this subreaper, then).
     wait_for(lambda: _gone(job) and _gone(dog), what="the forked job and watchdog gone")
-    assert holder.poll() is None  # the watchdog was never armed: it killed nothing
-    release.touch()
-    assert holder.wait(15) == 0
-    assert not ran.exists()
+    _nothing_ran(holder, release, ran)
 
 
 def test_a_forked_job_killed_while_waiting_is_forked_again_at_the_handoff(rr, tmp_path):
@@ -163,12 +170,12 @@ def test_a_retrying_run_keeps_one_watchdog_not_one_per_attempt(rr, tmp_path):
     runs = tmp_path / "runs"
     script = f"echo $$ >> {runs}; sleep 0.4; exit 1"
     proc = rr.start("-n", "sr", "--retry", "5", "--retry-delay", "0.1s", "--", "sh", "-c", script)
-    most = 0
-    while proc.poll() is None:
+    most, deadline = 0, time.monotonic() + 60
+    while proc.poll() is None and time.monotonic() < deadline:
         with contextlib.suppress(psutil.Error):
             kids = psutil.Process(proc.pid).children()
             most = max(most, len(kids))  # the attempt's job and its watchdog, at most
         time.sleep(0.05)
-    assert proc.returncode == 1, proc.stderr.read()
+    assert proc.wait(1) == 1, proc.stderr.read()
     assert len(runs.read_text().split()) == 6
     assert 1 <= most <= 2
