@@ -27,9 +27,14 @@ if TYPE_CHECKING:
 
 def run(cfg: RunConfig) -> int:
     signals.catch_interrupts()
-    with open_for(cfg) as store:
-        session = RunSession(cfg, store)
-        try:
+    job_id, standby = new_job_id(), None
+    if cfg.wait and cfg.backend is not None:  # a network waiter: see standby.py
+        from singlerun.standby import Standby
+
+        standby = Standby(cfg.command, cfg.job_env(job_id, 1))
+    try:
+        with open_for(cfg) as store:
+            session = RunSession(cfg, store, job_id, standby)
             session.take_the_key()
             try:
                 session.publish_the_record()
@@ -42,9 +47,9 @@ def run(cfg: RunConfig) -> int:
                 session.let_go()
                 session.write_history()
                 session.write_metrics()
-        finally:
-            if session.standby is not None:
-                session.standby.stand_down()
+    finally:
+        if standby is not None:
+            standby.stand_down()
 
 
 class Attempt:
@@ -70,10 +75,10 @@ def _outcome(ended: supervise.Ended, reason: str | None) -> str:
 
 
 class RunSession:
-    def __init__(self, cfg: RunConfig, store: Store) -> None:
+    def __init__(self, cfg: RunConfig, store: Store, job_id: str, standby: Standby | None) -> None:
         self.cfg, self.store = cfg, store
         self.me = Record(
-            job_id=new_job_id(),
+            job_id=job_id,
             group=cfg.key.group,
             name=cfg.key.name,
             pid=os.getpid(),
@@ -89,19 +94,15 @@ class RunSession:
         self.ticker: LeaseTicker | None = None
         self.done: Attempt | None = None  # the last attempt that ran
         self.spawn_failed: int | None = None  # 126/127: the first attempt could not start
-        self.standby: Standby | None = None  # the job and its watchdog, forked while waiting
+        self.standby = standby  # a network waiter's job and watchdog, forked while it waits
 
     # -- the steps of run(), in order --------------------------------------------------------
 
     def take_the_key(self) -> None:
-        cfg = self.cfg
-        if cfg.wait and self.store.kind != "files":  # a network lease needs them: made
-            import singlerun.ticker  # noqa: F401  # during the wait, not at the handoff
-            from singlerun.standby import Standby
-
-            self.standby = Standby()  # kept first: what it forks is let go of on every path
-            self.standby.fork(cfg.command, cfg.job_env(self.me.job_id, 1))
-        self.lease = take(self.store, cfg, self.me, self.standby.ahead() if self.standby else None)
+        if self.standby is not None:  # a network lease needs it: imported while waiting
+            import singlerun.ticker  # noqa: F401
+        ahead = self.standby.ahead() if self.standby else None
+        self.lease = take(self.store, self.cfg, self.me, ahead)
 
     def publish_the_record(self) -> None:
         lease, cfg = self._lease, self.cfg
@@ -127,8 +128,7 @@ class RunSession:
             say(f"{cfg.key}: acquired in {self.store.location} as job {self.me.job_id}")
 
     def keep_the_lease(self) -> None:
-        """A network lease is renewed while the job runs (ticker.py); a kernel lock needs
-        nothing."""
+        """A network lease is renewed while the job runs (ticker.py); a kernel lock is not."""
         if self._lease.ttl is None:
             return
         from singlerun.ticker import LeaseTicker

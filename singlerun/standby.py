@@ -22,13 +22,14 @@ from singlerun.watchdog import Watchdog, reap
 
 
 class Standby:
-    def __init__(self) -> None:
+    def __init__(self, argv: list[str], env: dict[str, str]) -> None:
+        """Fork the job (`argv` with `env`) and its watchdog; if the system cannot fork now,
+        nothing (the handoff forks them, and says why if it cannot either). Done before the
+        store's client is imported: each fork is a copy of this process, and a copy of
+        the smaller one costs less to make, to keep and to end (redis-py more than doubles
+        the interpreter's memory; tearing down the copies was most of a drain's CPU)."""
         self.job: Gated | None = None
         self.watchdog: Watchdog | None = None
-
-    def fork(self, argv: list[str], env: dict[str, str]) -> None:
-        """Fork the job (`argv` with `env`) and its watchdog; if the system cannot fork now,
-        nothing (the handoff forks them, and says why if it cannot either)."""
         # The job's signals are blocked until both are kept here: a Ctrl-C now must neither
         # reach a child before it has set its own handling nor lose one of them.
         mask = signal.pthread_sigmask(signal.SIG_BLOCK, JOB_SIGNALS)
