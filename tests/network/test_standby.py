@@ -106,6 +106,36 @@ def test_a_forked_job_killed_while_waiting_is_forked_again_at_the_handoff(rr, tm
     assert _gone(dog)  # the watchdog forked for the dead one was let go of
 
 
+def _libraries(pid: int) -> set[str]:
+    """The names of the files mapped into a process's memory."""
+    with open(f"/proc/{pid}/maps") as maps:
+        return {os.path.basename(f[5]) for line in maps if len(f := line.split()) > 5}
+
+
+def _sockets(pid: int) -> list[str]:
+    fds = (os.readlink(f"/proc/{pid}/fd/{fd}") for fd in os.listdir(f"/proc/{pid}/fd"))
+    return [target for target in fds if target.startswith("socket:")]
+
+
+def test_the_job_and_watchdog_are_copies_of_the_waiter_before_its_client_loaded(rr, tmp_path):
+    """Forked before the store's client library is imported, each copy is of the smaller
+    process (a copy costs CPU to end: most of a drain's, issue 21), and holds no
+    connection to the server."""
+    holder, release, ran, waiter, job, dog = _queued(rr, tmp_path, "sm")
+
+    def loaded(pid: int) -> bool:
+        return any(name.startswith("_socket.") for name in _libraries(pid))
+
+    wait_for(lambda: loaded(waiter.pid), what="the waiter's client loaded")
+    for pid in (job, dog):
+        assert not loaded(pid)
+        assert _sockets(pid) == []
+    release.touch()
+    assert holder.wait(15) == 0
+    assert waiter.wait(15) == 0, waiter.stderr.read()
+    assert ran.exists()
+
+
 @pytest.mark.parametrize("fault", ["KILL", "STOP"])
 def test_a_queued_waiters_job_is_guarded_from_its_first_instant(rr, server, tmp_path, fault):
     """As test_network.test_no_instant_of_a_job_without_its_watchdog, for the job forked
