@@ -13,7 +13,6 @@ from singlerun.bookkeeping import Bookkeeping
 from singlerun.errors import SpawnError, StoreError
 from singlerun.exitcodes import ExitCode
 from singlerun.identity import host, invocation_id, new_job_id, process_start_time, user
-from singlerun.lease import margin
 from singlerun.record import Record
 from singlerun.taking import open_for, take
 
@@ -118,12 +117,8 @@ class RunSession:
             self.me = lease.named._replace(child_pid=None, child_started=None)
         if lease.ttl is None:  # a network lease's is published with the job's PID, before the
             self.store.publish(lease, self.me)  # job may run (guard): a request less, issue 21
-        else:
-            # A lease that may have expired already (singlerun was paused while acquiring)
-            # must not start a job: another host may hold it.
-            if time.monotonic() >= lease.granted + lease.ttl - margin(lease.ttl):
-                late = f"the lease on {self.store.location} ran out before the job started"
-                raise StoreError(f"{lease.key}: {late}")
+        # A network lease that ran out meanwhile (singlerun paused since its grant) starts no
+        # job: checked the instant before it would start (guard, LeaseTicker.in_time).
         if cfg.verbose:
             say(f"{cfg.key}: acquired in {self.store.location} as job {self.me.job_id}")
 
@@ -246,6 +241,7 @@ class RunSession:
             ticker.guard(pid, self.standby.take_watchdog() if self.standby else None)
             if lease.named is None or lease.named.child_pid != pid:  # not named by the grant
                 name_the_job(pid)
+            ticker.in_time()  # last: the job starts at once, or never
 
         def started(pid: int) -> None:
             if ticker is None:

@@ -16,6 +16,7 @@ import time
 from dataclasses import dataclass
 
 from singlerun import say
+from singlerun.errors import StoreError
 from singlerun.lease import Lease, StopRequest, margin
 from singlerun.store.protocol import Store
 from singlerun.watchdog import Watchdog, reap
@@ -103,6 +104,18 @@ class LeaseTicker:
             self.request = stop
             return Stop(stop.reason, stop.signal, stop.kill_after)
         return None
+
+    def in_time(self) -> None:
+        """The job is guarded and about to start: raise StoreError if the deadline has passed
+        meanwhile (singlerun frozen or held up since its grant). A job that starts after it
+        is killed by its watchdog only once the watchdog gets the CPU, which may be after
+        the lease has expired on the server and the next holder's job has started (the
+        long chaos run caught one so, beside the next job). Not started, it never runs."""
+        if time.monotonic() >= self.deadline:
+            self.lost = True  # said once, here: not again at the release
+            self.disarm()
+            late = f"the lease on {self.store.location} ran out before the job started"
+            raise StoreError(f"{self.lease.key}: {late}")
 
     def expired(self) -> bool:
         """Lost, or past the deadline without a renewal (the watchdog may have killed the job

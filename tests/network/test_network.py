@@ -6,6 +6,7 @@ import os
 import shutil
 import signal
 import subprocess
+import threading
 import time
 
 import psutil
@@ -134,6 +135,51 @@ def _dead(pid: int) -> bool:
         return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
     except psutil.NoSuchProcess:
         return True
+
+
+def _full_pipe() -> tuple[int, int]:
+    """A pipe whose buffer is full: the next write to it blocks until it is read."""
+    r, w = os.pipe()
+    os.set_blocking(w, False)
+    for size in (4096, 1):  # writes of up to a page are all or nothing: then byte by byte
+        with contextlib.suppress(BlockingIOError):
+            while True:
+                os.write(w, b"." * size)
+    os.set_blocking(w, True)
+    return r, w
+
+
+def test_a_job_never_starts_once_its_lease_has_run_out(rr, server, tmp_path):
+    """singlerun held up after its grant, before its job starts, for longer than the lease
+    (here -v's "acquired" line blocks on a stderr pipe nobody reads, as a stalled log
+    pipeline would; in the long chaos run, a SIGSTOP in that instant): the job must not
+    start. Started, it would be killed only once its watchdog got the CPU, by then maybe
+    beside the next holder's job: the chaos run saw that overlap."""
+    ran = tmp_path / "ran"
+    r, w = _full_pipe()
+    try:
+        late = rr.start("-v", "-n", "late", "--lease-ttl", "1s", "--", "touch", str(ran), stderr=w)
+    finally:
+        os.close(w)
+    granted = wait_for(
+        lambda: rr.run("status", "-n", "late").returncode == 0 and time.monotonic(),
+        what="the key granted",
+    )
+    if server.kind == "redis":  # the lease lapses on the server
+        wait_for(lambda: rr.run("status", "-n", "late").returncode != 0, what="the lease lapsed")
+    else:  # a PostgreSQL session lock outlives it: the deadline is singlerun's own
+        wait_for(lambda: time.monotonic() > granted + 1.5, what="the lease's time over")
+    said: list[bytes] = []
+    with os.fdopen(r, "rb") as pipe:
+        reader = threading.Thread(target=lambda: said.append(pipe.read()))  # until EOF
+        reader.start()
+        code = late.wait(15)
+        reader.join(15)
+    assert not reader.is_alive(), "something singlerun started still holds its stderr"
+    text = said[0].lstrip(b".").decode()
+    assert code == 125, text
+    assert "ran out before the job started" in text, text
+    assert not ran.exists()
 
 
 @pytest.mark.parametrize("fault", ["KILL", "STOP"])
