@@ -5,8 +5,9 @@ Each good renewal moves the watchdog's deadline to (the renewal's *send* time + 
 margin), so the job is killed before the lease can expire on the server even if singlerun
 never runs again. A renewal the server refuses (the lease is gone or not ours), or none
 that succeeds before the deadline, is a lost lease: the job is stopped, or with
-`--on-lease-lost continue` it runs on with a warning and without a watchdog, shown by
-`status` as running with its lease lost (Store.adrift, said again every tick).
+`--on-lease-lost continue` it runs on with a warning, shown by `status` as running with
+its lease lost (Store.adrift, said again every tick); its watchdog, armed without a
+deadline, still kills it if singlerun dies.
 """
 
 from __future__ import annotations
@@ -72,8 +73,7 @@ class LeaseTicker:
 
     def _lose(self, why: str) -> Stop | None:
         self.lost = True
-        if self.keep_running:
-            self.disarm()
+        if self.keep_running:  # its watchdog has no deadline: it kills only if we die
             self.store.adrift(self.lease)
             say(f"warning: {self.lease.key}: {why}; the job keeps running (--on-lease-lost)")
             return None

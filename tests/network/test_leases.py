@@ -124,6 +124,24 @@ def test_on_lease_lost_continue_keeps_the_job_running(rr, server, ns):
     assert "keeps running (--on-lease-lost)" in proc.stderr.read()
 
 
+def test_a_job_running_on_without_its_lease_still_dies_with_its_singlerun(rr, server, ns):
+    """`--on-lease-lost continue` keeps the job running past a lost lease, not past its
+    singlerun: killed, even with SIGKILL, it takes the job along (its watchdog used to be
+    disarmed at the loss, and the job ran on unsupervised)."""
+    proc, family = _start_family(rr, "-n", "ck", "--lease-ttl", "2s", "--on-lease-lost", "continue")
+    _lose_the_lease(server, ns, "ck")
+
+    def adrift():
+        (e,) = json.loads(rr.run("status", "--json", "-n", "ck").stdout)
+        return e["lease_lost"]
+
+    wait_for(adrift, timeout=15, what="the run shown with its lease lost")
+    assert not _gone(family)
+    proc.kill()
+    proc.wait()
+    wait_for(lambda: _gone(family), timeout=5, what="the job killed by its watchdog")
+
+
 def test_a_run_that_lost_its_lease_and_runs_on_is_shown_and_not_falsely_stopped(rr, server, ns):
     """Issue 19.3: with `continue`, status showed the key free (or another's) while the job
     ran on. It shows `running, lease lost` for as long as the job runs; `stop` cannot reach
