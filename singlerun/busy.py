@@ -23,6 +23,7 @@ class LockBusy(SinglerunError):
         super().__init__(f"{key} is already running")
         self.key = key
         self.holders = holders
+        self.handover = False  # no holder yet: a waiter queued before this run takes the key
 
 
 class WaitTimeout(LockBusy):

@@ -78,9 +78,12 @@ def busy(exc: LockBusy, timed_out: bool) -> str:
         from singlerun.liveness import holder  # lazy: psutil
 
         who = holder
-    # No readable record: the holder has not written it yet, or it is corrupt (a pid of -1,
-    # a torn file); either way the lock itself is held.
+    # No readable record: the key is being handed to a waiter queued before this run (the
+    # store knows), or the holder has not written it yet, or it is corrupt (a pid of -1, a
+    # torn file); either way the lock itself is held.
     unread = "" if exc.holders else " (its holder's record is missing or corrupt)"
+    if not exc.holders and exc.handover:
+        unread = " (a run queued with --wait before this one is taking it over)"
     if timed_out:
         return f"gave up waiting for {exc.key}{describe(exc.holders, held=True, who=who)}"
     return f"{exc.key} is already running{describe(exc.holders, who=who)}{unread}"

@@ -131,7 +131,7 @@ class StoreBase:
         deadline: float | None,
         job: tuple[int, float | None] | None = None,
     ) -> Lease:
-        self._ahead = job
+        self._ahead, self._handover = job, False
         lease = None
         try:
             if not (wait and self.queue_first):
@@ -142,7 +142,9 @@ class StoreBase:
         if lease is not None:
             return lease
         if not wait:
-            raise LockBusy(key, self._named_holders(key, slots))
+            busy = LockBusy(key, self._named_holders(key, slots))
+            busy.handover = self._handover
+            raise busy
         try:
             return self._queue(key, me, slots, deadline)
         except WaitTimeout as exc:
@@ -150,6 +152,7 @@ class StoreBase:
             raise
 
     _ahead: tuple[int, float | None] | None = None  # acquire's `job`, for `_named`
+    _handover = False  # _try was refused for a live waiter heading the queue (Redis)
 
     def _named(self, me: Record, token: str, ttl: float) -> Record | None:
         """The holder record a grant publishes when the job was forked ahead: it names the

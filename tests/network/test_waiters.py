@@ -1,6 +1,7 @@
 """A waiter survives a dropped connection and keeps its place (issue 19.2): CLIENT KILL,
 pg_terminate_backend, a restart. Before, it exited 125 (`cannot wait on …`)."""
 
+import signal
 import time
 
 from tests.conftest import stop, wait_for
@@ -219,3 +220,22 @@ def test_a_contended_run_costs_ten_requests_or_fewer_whatever_the_queue(rr, redi
         # 7 since the grant names the job forked ahead: CLIENT SETNAME, PING, ACQUIRE (its
         # place), BLPOP, ACQUIRE (the grant), RELEASE, XADD; no PUBLISH at the handoff.
         assert max(len(r) for r in runs.values()) <= 7, runs
+
+
+def test_a_run_refused_while_the_key_is_handed_to_a_waiter_says_so(rr, redis_server):
+    """Between a release and the head waiter's grant no record names a holder: a run
+    without --wait refused then was told that the holder's record was missing or corrupt.
+    (The waiter is frozen at that instant to hold the window open.)"""
+    holder, _ = rr.start_holder("-n", "q")
+    waiter = rr.start("-n", "q", "--wait", "--", "true")
+    wait_for(lambda: _queued(rr, 1), what="queued")
+    waiter.send_signal(signal.SIGSTOP)
+    try:
+        stop(holder)  # its release wakes the frozen waiter, who heads the queue
+        r = rr.run("-n", "q", "--", "true")
+        assert r.returncode == 75
+        taking = "default/q is already running (a run queued with --wait before this one is"
+        assert r.stderr.startswith(f"singlerun: {taking} taking it over)"), r.stderr
+    finally:
+        waiter.send_signal(signal.SIGCONT)
+    assert waiter.wait(15) == 0, waiter.stderr.read()

@@ -110,6 +110,7 @@ class RedisStore(StoreBase):
             if int(reply[0]) == -3:
                 raise HeldBack(key, self._held_back(int(reply[1]) / 1000, bool(reply[2])))
             if int(reply[0]) < 0:
+                self._handover = int(reply[0]) == -1
                 return None
             slot, fence, left = int(reply[0]), str(int(reply[1])), reply[2]
         reclaimed = None if not left else Reclaimed(parse(left))
