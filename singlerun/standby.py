@@ -27,7 +27,7 @@ class Standby:
         nothing (the handoff forks them, and says why if it cannot either). Done before the
         store's client is imported: each fork is a copy of this process, and a copy of
         the smaller one costs less to make, to keep and to end (redis-py more than doubles
-        the interpreter's memory; tearing down the copies was most of a drain's CPU)."""
+        the interpreter's memory, and ending processes was most of a drain's CPU)."""
         self.job: Gated | None = None
         self.watchdog: Watchdog | None = None
         # The job's signals are blocked until both are kept here: a Ctrl-C now must neither
