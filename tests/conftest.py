@@ -47,6 +47,14 @@ def wait_for(predicate: Callable[[], object], timeout: float = 10.0, what: str =
         time.sleep(0.01)
 
 
+def dead(pid: int) -> bool:
+    """The process has exited: gone, or a zombie (PID 1 here reaps no orphans)."""
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
 def records(lock_dir: Path) -> str:
     """The concatenated text of every holder record in `lock_dir` ('' if none)."""
     return "".join(p.read_text() for p in sorted(lock_dir.glob("*.rec")) if p.exists())

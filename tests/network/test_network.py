@@ -12,7 +12,7 @@ import time
 import psutil
 import pytest
 
-from tests.conftest import SINGLERUN, wait_for
+from tests.conftest import SINGLERUN, dead, wait_for
 from tests.network.proxy import Proxy
 
 
@@ -130,13 +130,6 @@ def test_contenders_in_separate_network_namespaces(rr, redis_server, prefix, tmp
             subprocess.run(["ip", "netns", "del", name], capture_output=True)
 
 
-def _dead(pid: int) -> bool:
-    try:
-        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return True
-
-
 def _full_pipe() -> tuple[int, int]:
     """A pipe whose buffer is full: the next write to it blocks until it is read."""
     r, w = os.pipe()
@@ -198,7 +191,7 @@ def test_no_instant_of_a_job_without_its_watchdog(rr, server, proxy, ns, tmp_pat
         pid = int(wait_for(lambda: pidfile.exists() and pidfile.read_text().strip(), 30))
         t0 = time.monotonic()
         # The 3 s lease (granted before the job started) lapses for other hosts within 3 s.
-        wait_for(lambda: _dead(pid), timeout=5, what="the job killed by its watchdog")
+        wait_for(lambda: dead(pid), timeout=5, what="the job killed by its watchdog")
         assert time.monotonic() - t0 < 3.0
     finally:
         with contextlib.suppress(ProcessLookupError):

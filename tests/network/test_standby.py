@@ -14,7 +14,7 @@ import pytest
 
 from singlerun.keys import JobKey
 from singlerun.record import parse
-from tests.conftest import wait_for
+from tests.conftest import dead, wait_for
 
 
 def _standby(waiter_pid: int) -> tuple[int, int]:
@@ -28,13 +28,6 @@ def _standby(waiter_pid: int) -> tuple[int, int]:
         return (job[0], dog[0]) if len(kids) == 2 and job and dog else None
 
     return wait_for(found, what="the waiter's job and watchdog forked")
-
-
-def _gone(pid: int) -> bool:
-    try:
-        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return True
 
 
 def _holder(rr, name: str, release):
@@ -84,7 +77,7 @@ def test_a_waiter_killed_while_waiting_leaves_nothing_behind(rr, tmp_path):
     waiter.kill()
     waiter.wait(15)
     # Each sees its pipe close and exits by itself (a zombie of this subreaper, then).
-    wait_for(lambda: _gone(job) and _gone(dog), what="the forked job and watchdog gone")
+    wait_for(lambda: dead(job) and dead(dog), what="the forked job and watchdog gone")
     _nothing_ran(holder, release, ran)
 
 
@@ -95,7 +88,7 @@ def test_a_forked_job_killed_while_waiting_is_forked_again_at_the_handoff(rr, tm
     waiter = rr.start("-n", "sa", "--wait", "--", "sh", "-c", script)
     job, dog = _standby(waiter.pid)
     os.kill(job, signal.SIGKILL)
-    wait_for(lambda: _gone(job), what="the forked job killed")
+    wait_for(lambda: dead(job), what="the forked job killed")
     time.sleep(0.2)  # still waiting, unaffected
     assert waiter.poll() is None
     release.touch()
@@ -103,7 +96,7 @@ def test_a_forked_job_killed_while_waiting_is_forked_again_at_the_handoff(rr, tm
     assert waiter.wait(15) == 0, waiter.stderr.read()
     token, name = out.read_text().split()
     assert name == "sa" and token.isdigit()
-    assert _gone(dog)  # the watchdog forked for the dead one was let go of
+    assert dead(dog)  # the watchdog forked for the dead one was let go of
 
 
 def _libraries(pid: int) -> set[str]:
@@ -150,7 +143,7 @@ def test_a_queued_waiters_job_is_guarded_from_its_first_instant(rr, server, tmp_
     try:
         pid = int(wait_for(lambda: pidfile.exists() and pidfile.read_text().strip(), 30))
         t0 = time.monotonic()
-        wait_for(lambda: _gone(pid), timeout=5, what="the job killed by its watchdog")
+        wait_for(lambda: dead(pid), timeout=5, what="the job killed by its watchdog")
         assert time.monotonic() - t0 < 3.0
     finally:
         waiter.send_signal(signal.SIGCONT)
