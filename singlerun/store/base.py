@@ -113,6 +113,10 @@ class StoreBase:
     def runs(self, only: KeyFilter, limit: int | None) -> list[Run]:
         raise NotImplementedError
 
+    def stop_request(self, lease: Lease) -> StopRequest | None:
+        # A store of leases is asked nothing here: its renewals carry the request (Renewal.stop).
+        raise NotImplementedError
+
     def adrift(self, lease: Lease) -> None:
         pass  # a kernel lock is never lost while its holder lives
 

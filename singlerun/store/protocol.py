@@ -117,8 +117,9 @@ class Store(Protocol):
         ...
 
     def stop_request(self, lease: Lease) -> StopRequest | None:
-        """The request a stopper left for this lease's run, if any (and forget it). The
-        same request reaches a lease's renewals (`Renewal.stop`), parsed the same way."""
+        """The request a stopper left for this lease's run, if any (and forget it). Asked
+        only of a kernel lock (a lease without a TTL): a lease's renewals carry the same
+        request (`Renewal.stop`), parsed the same way."""
         ...
 
     def clean(self, state: KeyState, *, dry_run: bool) -> list[Record | None]:

@@ -1,7 +1,7 @@
 """Stop requests on PostgreSQL: a row per held slot, written by `stop`/`--replace` on any
-host and taken (read and deleted) by the holder's own singlerun. Each request is also
-NOTIFYed on the key's stop channel, which the holder's session LISTENs to: it renews only
-every third of its TTL, and hears of a request at its next tick (a second at most)
+host, read by the holder's renewal probe and removed with its release. Each request is
+also NOTIFYed on the key's stop channel, which the holder's session LISTENs to: it renews
+only every third of its TTL, and hears of a request at its next tick (a second at most)
 without asking the server."""
 
 from __future__ import annotations
@@ -29,12 +29,3 @@ def write(db: Session, key: JobKey, slot: int, request: StopRequest) -> None:
         key.stem, slot, request.job_id, request.encode(),
     )  # fmt: skip
     db.q("SELECT pg_notify(%s, '')", channel(db, key))
-
-
-def take(db: Session, key: JobKey, slot: int, job_id: str) -> StopRequest | None:
-    """The request for the holder `job_id` of `slot`, if there is one; it is removed."""
-    rows = db.q(
-        "DELETE FROM {s}.stops WHERE stem = %s AND slot = %s AND job_id = %s RETURNING request",
-        key.stem, slot, job_id,
-    )  # fmt: skip
-    return StopRequest.parse(rows[0][0]) if rows else None

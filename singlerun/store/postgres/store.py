@@ -245,11 +245,6 @@ class PostgresStore(StoreBase):
         with self.db.errors("use"):
             stops.write(self.db, key, slot, request)
 
-    def stop_request(self, lease: Lease) -> StopRequest | None:
-        held: _Held = lease.handle
-        with self.db.errors("read"):
-            return stops.take(self.db, lease.key, lease.slot, held.job_id)
-
     def clean(self, state: KeyState, *, dry_run: bool) -> list[Record | None]:
         removed: list[Record | None] = []
         for stem, slot, data, live in view.holder_rows(self.db, state.stem):

@@ -239,15 +239,6 @@ class RedisStore(StoreBase):
     def _write_stop(self, key: JobKey, slot: int, request: StopRequest) -> None:
         self._run("STOP", self._base(key), slot, request.job_id, request.encode())
 
-    def stop_request(self, lease: Lease) -> StopRequest | None:
-        with self._errors("read"):
-            data = self.client.get(f"{self._base(lease.key)}:stop:{lease.slot}")
-        request = StopRequest.parse(data) if data else None
-        held: _Held = lease.handle
-        if request is None or request.job_id != held.value.split(" ")[0]:
-            return None
-        return request
-
     def clean(self, state: KeyState, *, dry_run: bool) -> list[Record | None]:
         base = f"{self.prefix}{{{state.stem}}}"
         stale = self._inspect(state.stem)[2]
