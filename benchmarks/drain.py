@@ -6,14 +6,21 @@ once all are queued the holder ends, and the clock runs until the last waiter is
 The stores take turns (lock directory, Redis, PostgreSQL, again), so that a loaded machine
 weighs on all alike; the table gives the median. A redis-server and a PostgreSQL cluster
 of its own run on free loopback ports.
+On a machine of a few CPUs, a drain's time follows the CPU that each waiter spends in it:
+the second table gives it, the waiters' own (with their watchdogs and jobs, from the
+release to their reaping) and the server's.
 Usage: drain.py [N] [ROUNDS] [--quick]   (default 100 waiters, 2 rounds; --quick: 5, 1)
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
+import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import psutil
@@ -33,7 +40,40 @@ def _waiting(procs: list[subprocess.Popen[bytes]]) -> bool:
         return False
 
 
-def drain(env: dict[str, str], n: int, key: str) -> float:
+def _cpu(procs: list[psutil.Process]) -> float:
+    """CPU seconds spent so far by `procs`, with the children they have reaped. Threads'
+    run time from schedstat, to the nanosecond: psutil's CPU times count in clock ticks
+    (10 ms), longer than a waiter's whole share of a drain."""
+    total = 0.0
+    for p in procs:
+        with contextlib.suppress(psutil.Error, OSError, ValueError):
+            t = p.cpu_times()  # reaped children: ticks, but summed over many
+            total += t.children_user + t.children_system
+            for task in Path(f"/proc/{p.pid}/task").iterdir():
+                total += int((task / "schedstat").read_text().split()[0]) / 1e9
+    return total
+
+
+def _family(procs: list[subprocess.Popen[bytes]]) -> list[psutil.Process]:
+    found = []
+    for w in procs:
+        with contextlib.suppress(psutil.Error):
+            p = psutil.Process(w.pid)
+            found += [p, *p.children(recursive=True)]
+    return found
+
+
+def _reap(proc: subprocess.Popen[bytes]) -> float:
+    """Wait for `proc`; the CPU seconds of its whole life, with the children it reaped."""
+    _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    return usage.ru_utime + usage.ru_stime
+
+
+def drain(
+    env: dict[str, str], n: int, key: str, server: Callable[[], list[psutil.Process]]
+) -> tuple[float, float, float]:
+    """(seconds to drain, the waiters' CPU seconds in it, the server's)."""
     release = Path(env["SINGLERUN_LOCK_DIR"]) / f"release-{key}"
     holder = subprocess.Popen(
         [str(BIN), "-n", key, "--", "sh", "-c", f'while [ ! -e "{release}" ]; do sleep 0.01; done'],
@@ -45,13 +85,16 @@ def drain(env: dict[str, str], n: int, key: str) -> float:
     time.sleep(2 + n / 10)  # every start-up over (each ~0.1-0.3 s of CPU on 2 cores)
     while not _waiting(waiters):
         time.sleep(0.5)
+    cpu_before, server_before = _cpu(_family(waiters)), _cpu(server())
     t0 = time.perf_counter()
     release.touch()
     assert holder.wait(60) == 0
-    codes = [w.wait(600) for w in waiters]
+    cpu_after = sum(_reap(w) for w in waiters)
     took = time.perf_counter() - t0
+    server_cpu = _cpu(server()) - server_before
+    codes = [w.returncode for w in waiters]
     assert codes == [0] * n, codes
-    return took
+    return took, cpu_after - cpu_before, server_cpu
 
 
 def main() -> None:
@@ -59,16 +102,34 @@ def main() -> None:
     args = [int(a) for a in sys.argv[1:] if a != "--quick"]
     n = 5 if quick else args[0] if args else 100
     rounds = 1 if quick else args[1] if len(args) > 1 else 2
-    with three_stores("dr") as envs:
+    servers: dict[str, Callable[[], list[psutil.Process]]] = {}
+    with three_stores("dr", servers) as envs:
         times: dict[str, list[float]] = {name: [] for name in envs}
+        cpu: dict[str, list[tuple[float, float]]] = {name: [] for name in envs}
         for r in range(rounds):
             for name, env in envs.items():
-                times[name].append(drain(env, n, f"q{r}"))
+                took, waiters, server = drain(env, n, f"q{r}", servers.get(name, list))
+                times[name].append(took)
+                cpu[name].append((waiters, server))
         heading = (
             f"{n} queued waiters drained (holder's end to the last waiter's), median of "
             f"{rounds} interleaved rounds"
         )
         print_ratios(heading, times, "per waiter", n)
+        _print_cpu(cpu, n)
+
+
+def _print_cpu(cpu: dict[str, list[tuple[float, float]]], n: int) -> None:
+    print(f"\nCPU per waiter in the drain (ms, median), on {os.cpu_count()} CPUs\n")
+    print("| store | waiter, its watchdog and job | server | both | ÷ lock directory |")
+    print("| --- | ---: | ---: | ---: | ---: |")
+    files = None
+    for name, samples in cpu.items():
+        own = statistics.median(w for w, _ in samples) * 1000 / n
+        server = statistics.median(s for _, s in samples) * 1000 / n
+        files = files or own + server
+        print(f"| {name} | {own:.2f} | {server:.2f} | {own + server:.2f} | "
+              f"{(own + server) / files:.2f} |")  # fmt: skip
 
 
 if __name__ == "__main__":

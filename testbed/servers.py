@@ -73,6 +73,9 @@ class RedisServer:
     def running(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
 
+    def processes(self) -> list[psutil.Process]:
+        return [psutil.Process(self.proc.pid)] if self.proc is not None and self.running() else []
+
     def client(self):  # redis is imported lazily
         import redis
 
@@ -148,7 +151,8 @@ class PostgresServer:
         except (OSError, ValueError, IndexError, psutil.NoSuchProcess):
             return None
 
-    def _all(self) -> list[psutil.Process]:
+    def processes(self) -> list[psutil.Process]:
+        """The postmaster and its children (the backends among them)."""
         pm = self.postmaster()
         return [] if pm is None else [pm, *pm.children()]
 
@@ -176,13 +180,13 @@ class PostgresServer:
         )
 
     def pause(self) -> None:
-        _freeze(self._all(), signal.SIGSTOP)
+        _freeze(self.processes(), signal.SIGSTOP)
 
     def resume(self) -> None:
-        _freeze(self._all(), signal.SIGCONT)
+        _freeze(self.processes(), signal.SIGCONT)
 
     def kill(self) -> None:
-        procs = self._all()
+        procs = self.processes()
         _freeze(procs, signal.SIGCONT)
         _freeze(procs, signal.SIGKILL)
         psutil.wait_procs(procs, timeout=10)

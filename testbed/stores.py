@@ -9,8 +9,10 @@ import os
 import shutil
 import statistics
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+
+import psutil
 
 from testbed.servers import PostgresServer, RedisServer
 
@@ -18,9 +20,12 @@ FILES = "lock directory"
 
 
 @contextlib.contextmanager
-def three_stores(tag: str) -> Iterator[dict[str, dict[str, str]]]:
+def three_stores(
+    tag: str, servers: dict[str, Callable[[], list[psutil.Process]]] | None = None
+) -> Iterator[dict[str, dict[str, str]]]:
     """{store's name: environment}, the lock directory first; `tag` names the work
-    directory and the network stores' namespace. Everything goes at the end."""
+    directory and the network stores' namespace. Everything goes at the end. `servers`,
+    if given, gets each network store's server processes, as a call (PostgreSQL's change)."""
     base = {k: v for k, v in os.environ.items() if not k.startswith("SINGLERUN_")}
     work = Path(tempfile.mkdtemp(prefix=f"singlerun-{tag}-"))
     work.chmod(0o755)  # PostgreSQL runs as its own user
@@ -31,6 +36,8 @@ def three_stores(tag: str) -> Iterator[dict[str, dict[str, str]]]:
         pg = PostgresServer(work / "pg")
         try:
             envs = {}
+            if servers is not None:
+                servers.update(Redis=redis.processes, PostgreSQL=pg.processes)
             for name, url in ((FILES, None), ("Redis", redis.url(tag)),
                               ("PostgreSQL", pg.url(tag))):  # fmt: skip
                 env = {**base, "SINGLERUN_LOCK_DIR": str(work / f"locks-{name[0]}")}
