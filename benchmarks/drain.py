@@ -19,6 +19,7 @@ import os
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -27,7 +28,7 @@ import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from testbed.stores import print_ratios, three_stores
+from testbed.stores import FILES, print_ratios, three_stores
 
 BIN = Path(sys.executable).with_name("singlerun")
 
@@ -63,11 +64,26 @@ def _family(procs: list[subprocess.Popen[bytes]]) -> list[psutil.Process]:
     return found
 
 
-def _reap(proc: subprocess.Popen[bytes]) -> float:
-    """Wait for `proc`; the CPU seconds of its whole life, with the children it reaped."""
-    _, status, usage = os.wait4(proc.pid, 0)
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    return usage.ru_utime + usage.ru_stime
+def _reap(procs: list[subprocess.Popen[bytes]], timeout: float) -> float:
+    """Wait for `procs` (within `timeout` seconds); the CPU seconds of their whole lives,
+    with the children they reaped. wait4 blocks in a thread: it gives each one's usage,
+    which Popen.wait does not, and the clock stops as the last one ends, not at a poll."""
+    total: list[float] = []
+
+    def reap_all() -> None:
+        used = 0.0
+        for proc in procs:
+            _, status, usage = os.wait4(proc.pid, 0)
+            proc.returncode = os.waitstatus_to_exitcode(status)
+            used += usage.ru_utime + usage.ru_stime
+        total.append(used)
+
+    reaper = threading.Thread(target=reap_all, daemon=True)
+    reaper.start()
+    reaper.join(timeout)
+    if not total:
+        raise TimeoutError(f"the waiters were not all done within {timeout} s")
+    return total[0]
 
 
 def drain(
@@ -89,7 +105,7 @@ def drain(
     t0 = time.perf_counter()
     release.touch()
     assert holder.wait(60) == 0
-    cpu_after = sum(_reap(w) for w in waiters)
+    cpu_after = _reap(waiters, 600)
     took = time.perf_counter() - t0
     server_cpu = _cpu(server()) - server_before
     codes = [w.returncode for w in waiters]
@@ -123,11 +139,13 @@ def _print_cpu(cpu: dict[str, list[tuple[float, float]]], n: int) -> None:
     print(f"\nCPU per waiter in the drain (ms, median), on {os.cpu_count()} CPUs\n")
     print("| store | waiter, its watchdog and job | server | both | ÷ lock directory |")
     print("| --- | ---: | ---: | ---: | ---: |")
-    files = None
-    for name, samples in cpu.items():
-        own = statistics.median(w for w, _ in samples) * 1000 / n
-        server = statistics.median(s for _, s in samples) * 1000 / n
-        files = files or own + server
+    per_waiter = {
+        name: (statistics.median(w for w, _ in samples) * 1000 / n,
+               statistics.median(s for _, s in samples) * 1000 / n)
+        for name, samples in cpu.items()
+    }  # fmt: skip
+    files = sum(per_waiter[FILES])
+    for name, (own, server) in per_waiter.items():
         print(f"| {name} | {own:.2f} | {server:.2f} | {own + server:.2f} | "
               f"{(own + server) / files:.2f} |")  # fmt: skip
 

@@ -74,7 +74,7 @@ class RedisServer:
         return self.proc is not None and self.proc.poll() is None
 
     def processes(self) -> list[psutil.Process]:
-        return [psutil.Process(self.proc.pid)] if self.proc is not None and self.running() else []
+        return [psutil.Process(self.proc.pid)] if self.running() else []  # type: ignore[union-attr]
 
     def client(self):  # redis is imported lazily
         import redis

@@ -25,7 +25,8 @@ def three_stores(
 ) -> Iterator[dict[str, dict[str, str]]]:
     """{store's name: environment}, the lock directory first; `tag` names the work
     directory and the network stores' namespace. Everything goes at the end. `servers`,
-    if given, gets each network store's server processes, as a call (PostgreSQL's change)."""
+    if given, gets a call per network store that lists its server's processes (a call:
+    PostgreSQL's backends come and go)."""
     base = {k: v for k, v in os.environ.items() if not k.startswith("SINGLERUN_")}
     work = Path(tempfile.mkdtemp(prefix=f"singlerun-{tag}-"))
     work.chmod(0o755)  # PostgreSQL runs as its own user
